@@ -1,0 +1,102 @@
+//! The one body type that flows through the proxy in both directions: a streamed hyper body
+//! (with an optional size limit), a small in-memory body, or nothing. No boxing per request.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+/// Why a streamed body stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("body exceeds the {limit}-byte limit")]
+    TooLarge { limit: u64 },
+    #[error("body stream failed: {0}")]
+    Stream(#[from] hyper::Error),
+}
+
+pin_project_lite::pin_project! {
+    /// A request or response body as Portico forwards it.
+    #[project = ProxyBodyProj]
+    pub enum ProxyBody {
+        Empty,
+        Full { data: Option<Bytes> },
+        Stream { #[pin] inner: Incoming, limit: u64, seen: u64 },
+    }
+}
+
+impl ProxyBody {
+    pub fn empty() -> Self {
+        ProxyBody::Empty
+    }
+
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        let data: Bytes = data.into();
+        if data.is_empty() {
+            ProxyBody::Empty
+        } else {
+            ProxyBody::Full { data: Some(data) }
+        }
+    }
+
+    /// A streamed body; `limit` caps the data bytes it may carry (`u64::MAX` for none).
+    pub fn stream(inner: Incoming, limit: Option<u64>) -> Self {
+        ProxyBody::Stream {
+            inner,
+            limit: limit.unwrap_or(u64::MAX),
+            seen: 0,
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.project() {
+            ProxyBodyProj::Empty => Poll::Ready(None),
+            ProxyBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ProxyBodyProj::Stream { inner, limit, seen } => {
+                match std::task::ready!(inner.poll_frame(cx)) {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            *seen += data.len() as u64;
+                            if *seen > *limit {
+                                return Poll::Ready(Some(Err(BodyError::TooLarge {
+                                    limit: *limit,
+                                })));
+                            }
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Some(Err(e)) => Poll::Ready(Some(Err(BodyError::Stream(e)))),
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Empty => true,
+            ProxyBody::Full { data } => data.is_none(),
+            ProxyBody::Stream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Empty => SizeHint::with_exact(0),
+            ProxyBody::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            ProxyBody::Stream { inner, .. } => inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The validated, immutable configuration: what the rest of Portico reads.
+//! Built only by `config::validate`; every default is already applied, every reference resolved.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use ipnet::IpNet;
+use regex::Regex;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages and relative paths).
+    pub source: PathBuf,
+    pub listeners: Vec<Listener>,
+    /// Routes in config order; the first route that matches wins.
+    pub routes: Vec<Route>,
+    /// Upstreams; `Action::Proxy::upstream` indexes into this list.
+    pub upstreams: Vec<Upstream>,
+    pub settings: Settings,
+}
+
+/// Process-wide settings (`settings:` in YAML).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Peers whose X-Forwarded-* / Forwarded headers are trusted and extended (default: none).
+    pub trusted_proxies: Vec<IpNet>,
+    /// One log line per request (default: true).
+    pub access_log: bool,
+    /// How long in-flight requests may run after SIGTERM (default: 30s).
+    pub grace_period: Duration,
+    /// The pseudonym put in `Via` (default: "portico").
+    pub via: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub bind: SocketAddr,
+    /// `None`: plain HTTP (HTTP/1.1 and prior-knowledge h2c).
+    pub tls: Option<ListenerTls>,
+    pub limits: ListenerLimits,
+    pub http2: Http2Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    /// Certificate/key pairs; SNI picks among them by their SANs, the first is the default.
+    pub certificates: Vec<CertPair>,
+    /// Hostnames for a locally generated development certificate, used when
+    /// `certificates` is empty or its files are absent (default: empty = never generate).
+    pub self_signed: Vec<String>,
+    /// Answer 421 when the Host belongs to a different certificate than SNI chose (default: true).
+    pub strict_sni_host: bool,
+    /// Limit on the TLS handshake (default: 10s).
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPair {
+    /// Resolved against the config file's directory.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerLimits {
+    /// Concurrent connections accepted (default: 10000).
+    pub max_connections: usize,
+    /// Time allowed to receive a request's header section (default: 10s).
+    pub header_read_timeout: Duration,
+    /// Keep-alive idle time between requests (default: 60s).
+    pub idle_timeout: Duration,
+    /// Bytes of request line + headers (default: 64KiB) -> 431.
+    pub max_header_bytes: usize,
+    /// Number of request header fields (default: 100) -> 431.
+    pub max_headers: usize,
+    /// Bytes of the request target (default: 8KiB) -> 414.
+    pub max_uri_length: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Http2Limits {
+    /// Default: 256.
+    pub max_concurrent_streams: u32,
+    /// Default: 20.
+    pub max_pending_accept_reset_streams: usize,
+    /// Default: 1024.
+    pub max_local_error_reset_streams: usize,
+    /// Default: 64KiB.
+    pub max_header_list_size: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    /// Listener names this route applies to; empty = all listeners.
+    pub listeners: Vec<String>,
+    pub matcher: RouteMatch,
+    pub action: Action,
+    /// Largest request body accepted (default: 10MiB) -> 413. `None` = unlimited.
+    pub max_body_size: Option<u64>,
+    /// Which Host the backend sees (default: keep the client's).
+    pub host_header: HostHeader,
+}
+
+/// All conditions must hold; an empty list or `None` matches anything.
+#[derive(Debug, Clone, Default)]
+pub struct RouteMatch {
+    pub hosts: Vec<HostMatch>,
+    pub path: Option<PathMatch>,
+    pub methods: Vec<Method>,
+    pub headers: Vec<HeaderMatch>,
+    pub query: Vec<QueryMatch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// Lower-case host without port.
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`: matches `a.example.com`, `a.b.example.com`,
+    /// never `example.com` itself.
+    Suffix(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+    /// Anchored by the user if they wish; matched against the normalised path.
+    Regex(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub struct HeaderMatch {
+    pub name: HeaderName,
+    pub value: ValueMatch,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueryMatch {
+    /// Parameter name after percent-decoding.
+    pub name: String,
+    pub value: ValueMatch,
+}
+
+#[derive(Debug, Clone)]
+pub enum ValueMatch {
+    Exact(String),
+    Regex(Regex),
+    Present,
+}
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Forward to `Config::upstreams[upstream]`.
+    Proxy { upstream: usize },
+    /// Answer directly.
+    Respond {
+        status: StatusCode,
+        body: Bytes,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    },
+    /// Answer with a redirect to `location`; when `keep_path`, the request's path and query are
+    /// appended to it.
+    Redirect {
+        location: String,
+        status: StatusCode,
+        keep_path: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostHeader {
+    #[default]
+    Keep,
+    /// The backend's address (or the upstream TLS server name when set).
+    Backend,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub servers: Vec<ServerAddr>,
+    pub balancer: BalancerKind,
+    pub protocol: UpstreamProtocol,
+    /// `Some`: re-encrypt to the backends.
+    pub tls: Option<UpstreamTls>,
+    pub timeouts: UpstreamTimeouts,
+    /// Idle keep-alive connections kept per backend (default: 32).
+    pub max_idle_per_backend: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddr {
+    pub address: SocketAddr,
+    /// Default: 1.
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BalancerKind {
+    #[default]
+    RoundRobin,
+    WeightedRoundRobin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    /// HTTP/2 over TLS (ALPN h2); requires `tls`.
+    H2,
+    /// HTTP/2 with prior knowledge over plain TCP.
+    H2c,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// CA bundle to verify backends with; `None` = the system roots.
+    pub ca: Option<PathBuf>,
+    /// Name to verify and send as SNI; `None` = the server's IP address.
+    pub server_name: Option<String>,
+    /// Client certificate for mutual TLS.
+    pub client_cert: Option<CertPair>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTimeouts {
+    /// Default: 5s.
+    pub connect: Duration,
+    /// Time until the response head arrives (default: 60s).
+    pub response: Duration,
+    /// Pooled idle connection lifetime (default: 90s).
+    pub idle: Duration,
+}

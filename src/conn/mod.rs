@@ -1,0 +1,186 @@
+//! Serving one client connection: TLS handshake (under a timeout, in this task), protocol
+//! choice (ALPN, or the h2c preface on plain listeners), hyper with Portico's limits, and a
+//! graceful end when the drain starts.
+
+pub mod h1guard;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::net::MaybeTls;
+use crate::proxy::{self, ConnInfo, TlsInfo};
+use crate::shutdown::Watcher;
+use crate::state::SharedState;
+use h1guard::H1Guard;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves `stream` accepted on the listener at `listener_index` of the current snapshot.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener_index: usize,
+    state: SharedState,
+    shutdown: Watcher,
+) {
+    let snapshot = state.load_full();
+    let Some(listener) = snapshot.listener(listener_index).cloned() else {
+        return;
+    };
+    drop(snapshot);
+    let _ = stream.set_nodelay(true);
+    if let Some(tls) = &listener.tls {
+        let limit = listener
+            .config
+            .tls
+            .as_ref()
+            .map_or(Duration::from_secs(10), |t| t.handshake_timeout);
+        let tls_stream = match tokio::time::timeout(limit, tls.acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, listener = %listener.config.name, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, listener = %listener.config.name, "TLS handshake timed out");
+                return;
+            }
+        };
+        let session = tls_stream.get_ref().1;
+        let h2 = session.alpn_protocol() == Some(b"h2");
+        let sni_cert = session.server_name().map(|name| tls.sni.cert_for(name));
+        let info = ConnInfo {
+            tls: Some(TlsInfo {
+                sni: tls.sni.clone(),
+                sni_cert,
+            }),
+            listener: Arc::clone(&listener),
+            peer,
+        };
+        let io = MaybeTls::from(tls_stream);
+        if h2 {
+            serve_h2(io, info, state, shutdown).await;
+        } else {
+            serve_h1(io, info, state, shutdown).await;
+        }
+        return;
+    }
+    let info = ConnInfo {
+        listener: Arc::clone(&listener),
+        peer,
+        tls: None,
+    };
+    match sniff_h2c(&stream, listener.config.limits.header_read_timeout).await {
+        Some(true) => serve_h2(stream, info, state, shutdown).await,
+        Some(false) => serve_h1(stream, info, state, shutdown).await,
+        None => {}
+    }
+}
+
+/// Peeks (without consuming) until the bytes either are or cannot be the HTTP/2 preface.
+/// `None`: the client closed or stayed silent past the header timeout.
+async fn sniff_h2c(stream: &TcpStream, limit: Duration) -> Option<bool> {
+    let mut buf = [0u8; 24];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Some(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(true);
+        }
+        // A partial preface: wait for more bytes rather than spinning on peek.
+        stream.readable().await.ok()?;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn service(
+    info: ConnInfo,
+    state: SharedState,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = proxy::ProxyResponse,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<proxy::ProxyResponse, Infallible>> + Send,
+> + Clone {
+    let info = Arc::new(info);
+    service_fn(move |req| {
+        let info = Arc::clone(&info);
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(proxy::handle(&state, &info, req).await) }
+    })
+}
+
+async fn serve_h1<IO>(io: IO, info: ConnInfo, state: SharedState, mut shutdown: Watcher)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = info.listener.config.limits.clone();
+    let peer = info.peer;
+    let guard = H1Guard::new(io, limits.max_header_bytes);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers)
+        .keep_alive(true)
+        .half_close(false);
+    let conn = builder.serve_connection(TokioIo::new(guard), service(info, state));
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.triggered() => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "HTTP/1 connection ended with an error");
+    }
+}
+
+async fn serve_h2<IO>(io: IO, info: ConnInfo, state: SharedState, mut shutdown: Watcher)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let h2 = info.listener.config.http2.clone();
+    let peer = info.peer;
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(h2.max_concurrent_streams)
+        .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(h2.max_local_error_reset_streams)
+        .max_header_list_size(h2.max_header_list_size)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let conn = builder.serve_connection(TokioIo::new(io), service(info, state));
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.triggered() => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
+    }
+}

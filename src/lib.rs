@@ -1,0 +1,26 @@
+//! Portico: a TLS-terminating HTTP/1.1 + HTTP/2 reverse proxy.
+//!
+//! Request lifecycle: `listener` accepts -> `conn` (TLS handshake, ALPN, hyper with limits,
+//! strict HTTP/1 framing guard) -> `proxy::handle` (one `state::Snapshot`, validate,
+//! `normalize`, `router`, action) -> `proxy::forward` (header rules, `upstream` balancer and
+//! pool) -> response streamed back, one access record. See docs/architecture.md.
+
+pub mod body;
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod listener;
+pub mod net;
+pub mod normalize;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod shutdown;
+pub mod state;
+pub mod tls;
+pub mod upstream;
+
+pub use config::model::Config;
+pub use error::Error;
+pub use server::Server;
+pub use shutdown::Shutdown;

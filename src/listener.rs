@@ -1,0 +1,94 @@
+//! Binding listening sockets and the accept loop: a connection limit per listener, backoff
+//! on accept errors (EMFILE must not spin), one task per connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::config::model::Listener;
+use crate::error::Error;
+use crate::shutdown::Watcher;
+use crate::state::SharedState;
+
+/// Binds `listener.bind` with SO_REUSEADDR and a deep backlog.
+pub fn bind(listener: &Listener) -> Result<TcpListener, Error> {
+    let addr = listener.bind;
+    let err = |source| Error::Bind {
+        listener: listener.name.clone(),
+        addr,
+        source,
+    };
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+        .map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(err)?;
+    }
+    socket.set_nonblocking(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(1024).map_err(err)?;
+    TcpListener::from_std(socket.into()).map_err(err)
+}
+
+/// Accepts until the drain starts; each connection runs in its own task holding a permit
+/// of the listener's connection limit and a clone of `alive` (dropped when it ends).
+pub async fn accept_loop(
+    tcp: TcpListener,
+    listener_index: usize,
+    name: String,
+    max_connections: usize,
+    state: SharedState,
+    mut shutdown: Watcher,
+    alive: tokio::sync::mpsc::Sender<()>,
+) {
+    let limit = Arc::new(Semaphore::new(max_connections));
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&limit).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = shutdown.triggered() => return,
+        };
+        let accepted = tokio::select! {
+            a = tcp.accept() => a,
+            _ = shutdown.triggered() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => {
+                backoff = Duration::from_millis(5);
+                pair
+            }
+            Err(e) => {
+                // Out of descriptors or a transient error: wait instead of spinning.
+                tracing::warn!(listener = %name, error = %e, "accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let state = Arc::clone(&state);
+        let watcher = shutdown.clone();
+        let alive = alive.clone();
+        let span = tracing::debug_span!("conn", listener = %name, peer = %peer);
+        tokio::spawn(
+            async move {
+                crate::conn::serve(stream, peer, listener_index, state, watcher).await;
+                drop(permit);
+                drop(alive);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// The address a bound listener really got (port 0 resolved).
+pub fn local_addr(tcp: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    tcp.local_addr().unwrap_or(fallback)
+}

@@ -1,0 +1,172 @@
+//! Forwarding one request to a backend of the route's upstream: build the upstream request
+//! (origin-form for HTTP/1.1, `:authority` for HTTP/2), send it over the pool, relay the answer.
+
+use std::error::Error as _;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+
+use super::headers::{add_via, set_forwarding, strip_hop_by_hop, Hop};
+use super::log::AccessRecord;
+use super::{respond, ConnInfo, Target};
+use crate::body::{BodyError, ProxyBody};
+use crate::config::model::{HostHeader, Route, UpstreamProtocol};
+use crate::state::Snapshot;
+use crate::upstream::{Backend, UpstreamError, UpstreamPool};
+
+/// Sends the request to a backend of `snapshot.upstreams[upstream]` and relays its answer.
+pub async fn forward(
+    snapshot: &Snapshot,
+    conn: &ConnInfo,
+    route: &Route,
+    upstream: usize,
+    req: Request<Incoming>,
+    target: Target,
+    record: &mut AccessRecord,
+) -> Response<ProxyBody> {
+    let Some(pool) = snapshot.upstreams.get(upstream) else {
+        return respond::error(StatusCode::SERVICE_UNAVAILABLE, "upstream missing");
+    };
+    record.upstream = Some(upstream);
+    if let (Some(limit), Some(len)) = (route.max_body_size, declared_length(&req)) {
+        if len > limit {
+            return respond::error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        }
+    }
+    let Some(backend) = pool.pick() else {
+        tracing::warn!(route = %route.name, upstream = %pool.name, "no usable backend");
+        return respond::error(StatusCode::SERVICE_UNAVAILABLE, "no backend available");
+    };
+    record.backend = Some(backend.addr);
+    let upstream_req = match build_request(snapshot, conn, route, pool, backend, req, &target) {
+        Ok(r) => r,
+        Err(reason) => return respond::error(StatusCode::BAD_REQUEST, reason),
+    };
+    match pool.send(backend, upstream_req).await {
+        Ok(sent) => relay(sent.response, &snapshot.config.settings.via),
+        Err(err) => failure(route, pool, backend, err),
+    }
+}
+
+fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Rewrites the client's request into the one the backend receives.
+fn build_request(
+    snapshot: &Snapshot,
+    conn: &ConnInfo,
+    route: &Route,
+    pool: &UpstreamPool,
+    backend: &Backend,
+    req: Request<Incoming>,
+    target: &Target,
+) -> Result<Request<ProxyBody>, &'static str> {
+    let (mut parts, body) = req.into_parts();
+    let h2 = pool.protocol() != UpstreamProtocol::Http1;
+    strip_hop_by_hop(&mut parts.headers, h2);
+    let settings = &snapshot.config.settings;
+    let hop = Hop {
+        peer: conn.peer.ip(),
+        trusted: settings
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&conn.peer.ip())),
+        proto: if conn.tls.is_some() { "https" } else { "http" },
+        host: target.authority.as_deref(),
+    };
+    set_forwarding(&mut parts.headers, &hop);
+    add_via(&mut parts.headers, parts.version, &settings.via);
+
+    let authority = match route.host_header {
+        HostHeader::Keep => target
+            .authority
+            .clone()
+            .unwrap_or_else(|| backend.addr.to_string()),
+        HostHeader::Backend => pool
+            .config
+            .tls
+            .as_ref()
+            .and_then(|t| t.server_name.clone())
+            .unwrap_or_else(|| backend.addr.to_string()),
+    };
+    let path_and_query = target.origin_form(parts.uri.query());
+    if h2 {
+        let scheme = if pool.is_tls() { "https" } else { "http" };
+        parts.uri = Uri::builder()
+            .scheme(scheme)
+            .authority(authority.as_str())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| "cannot build the upstream request target")?;
+        parts.headers.remove(header::HOST);
+        parts.version = Version::HTTP_2;
+    } else {
+        parts.uri = path_and_query
+            .parse()
+            .map_err(|_| "cannot build the upstream request target")?;
+        let host = HeaderValue::from_str(&authority).map_err(|_| "invalid Host")?;
+        parts.headers.insert(header::HOST, host);
+        parts.version = Version::HTTP_11;
+    }
+    Ok(Request::from_parts(
+        parts,
+        ProxyBody::stream(body, route.max_body_size),
+    ))
+}
+
+/// The backend's response as the client receives it.
+fn relay(response: Response<Incoming>, via: &str) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    add_via(&mut parts.headers, parts.version, via);
+    Response::from_parts(parts, ProxyBody::stream(body, None))
+}
+
+/// Maps a backend failure to the client's answer and one log line naming route and backend.
+fn failure(
+    route: &Route,
+    pool: &UpstreamPool,
+    backend: &Backend,
+    err: UpstreamError,
+) -> Response<ProxyBody> {
+    if body_too_large(&err) {
+        return respond::error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    }
+    let status = err.status();
+    tracing::warn!(
+        route = %route.name,
+        upstream = %pool.name,
+        backend = %backend.addr,
+        kind = err.kind(),
+        error = %err,
+        "backend request failed",
+    );
+    let reason = match err.kind() {
+        "connect" => "backend connection failed",
+        "connect_timeout" => "backend connect timed out",
+        "tls" => "backend TLS handshake failed",
+        "timeout" => "backend response timed out",
+        "no_backend" => "no backend available",
+        _ => "backend sent an invalid response or closed the connection",
+    };
+    respond::error(status, reason)
+}
+
+/// The request failed because our own body limit cut it off.
+fn body_too_large(err: &UpstreamError) -> bool {
+    let mut source = err.source();
+    while let Some(e) = source {
+        if let Some(BodyError::TooLarge { .. }) = e.downcast_ref::<BodyError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}

@@ -1,0 +1,176 @@
+//! Header rules for forwarding (RFC 9110 §7.6): hop-by-hop fields stripped both ways,
+//! X-Forwarded-*/Forwarded rebuilt unless the peer is a trusted proxy, and `Via` added.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Version;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
+/// Fields that only make sense on one connection and never cross the proxy.
+fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &HTTP2_SETTINGS,
+        &header::PROXY_AUTHENTICATE,
+    ]
+}
+
+/// Fields a client must not be able to drop by naming them in `Connection`.
+fn is_protected(name: &HeaderName) -> bool {
+    name == header::HOST || name == header::CONTENT_LENGTH || name == header::CONTENT_TYPE
+}
+
+/// Removes hop-by-hop fields. `keep_te_trailers` keeps `TE: trailers`, which HTTP/2 allows
+/// and gRPC needs end to end.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
+    if let Some(named) = connection_named(headers) {
+        for name in named {
+            if !is_protected(&name) {
+                headers.remove(&name);
+            }
+        }
+    }
+    let te_trailers = keep_te_trailers
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for name in fixed_hop_by_hop() {
+        headers.remove(name);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// The field names listed in every `Connection` header, if any.
+fn connection_named(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut values = headers.get_all(header::CONNECTION).iter().peekable();
+    values.peek()?;
+    let mut named = Vec::new();
+    for value in values {
+        let Ok(text) = value.to_str() else { continue };
+        for token in text.split(',') {
+            let token = token.trim();
+            if token.is_empty() {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
+                named.push(name);
+            }
+        }
+    }
+    Some(named)
+}
+
+/// What the forwarding headers describe about the client side of the hop.
+pub struct Hop<'a> {
+    pub peer: IpAddr,
+    /// The peer is in `settings.trusted_proxies`: extend its X-Forwarded-* instead of replacing.
+    pub trusted: bool,
+    pub proto: &'static str,
+    pub host: Option<&'a str>,
+}
+
+/// Sets X-Forwarded-For/-Proto/-Host and `Forwarded` for the backend.
+pub fn set_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    let peer = hop.peer.to_string();
+    let xff = if hop.trusted {
+        joined(headers, &X_FORWARDED_FOR).map(|prior| format!("{prior}, {peer}"))
+    } else {
+        None
+    };
+    set(headers, &X_FORWARDED_FOR, xff.as_deref().unwrap_or(&peer));
+    if !(hop.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        set(headers, &X_FORWARDED_PROTO, hop.proto);
+    }
+    if !(hop.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match hop.host {
+            Some(h) => set(headers, &X_FORWARDED_HOST, h),
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+    let node = match hop.peer {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("\"[{ip}]\""),
+    };
+    let mut element = format!("for={node};proto={}", hop.proto);
+    if let Some(h) = hop.host {
+        if h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) {
+            element.push_str(";host=");
+            element.push_str(h);
+        } else {
+            element.push_str(";host=\"");
+            element.push_str(&h.replace(['"', '\\'], ""));
+            element.push('"');
+        }
+    }
+    let forwarded = if hop.trusted {
+        joined(headers, &header::FORWARDED).map(|prior| format!("{prior}, {element}"))
+    } else {
+        None
+    };
+    set(headers, &header::FORWARDED, forwarded.as_deref().unwrap_or(&element));
+}
+
+/// Appends this proxy to `Via` ("1.1 portico").
+pub fn add_via(headers: &mut HeaderMap, version: Version, pseudonym: &str) {
+    let proto = match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    let entry = format!("{proto} {pseudonym}");
+    let value = match joined(headers, &header::VIA) {
+        Some(prior) => format!("{prior}, {entry}"),
+        None => entry,
+    };
+    set(headers, &header::VIA, &value);
+}
+
+/// All values of a field joined by ", " (None when absent or not visible ASCII).
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut out: Option<String> = None;
+    for v in headers.get_all(name) {
+        let s = v.to_str().ok()?;
+        match &mut out {
+            Some(acc) => {
+                acc.push_str(", ");
+                acc.push_str(s);
+            }
+            None => out = Some(s.to_owned()),
+        }
+    }
+    out
+}
+
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(v) => {
+            headers.insert(name.clone(), v);
+        }
+        Err(_) => {
+            headers.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

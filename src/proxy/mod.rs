@@ -1,0 +1,184 @@
+//! The request path: one snapshot per request, validate, normalise, route, then answer
+//! directly or forward to a backend, and log one access record.
+
+pub mod forward;
+pub mod headers;
+pub mod log;
+pub mod respond;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header;
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use crate::config::model::Action;
+use crate::normalize::normalize_path;
+use crate::router::RequestFacts;
+use crate::state::{ListenerState, SharedState};
+use crate::tls::SniIndex;
+use log::{AccessRecord, LoggedBody};
+
+/// What a request's handler knows about the client connection it arrived on.
+pub struct ConnInfo {
+    pub listener: Arc<ListenerState>,
+    pub peer: SocketAddr,
+    /// Set on TLS connections.
+    pub tls: Option<TlsInfo>,
+}
+
+/// The TLS facts that matter per request.
+pub struct TlsInfo {
+    pub sni: SniIndex,
+    /// The certificate chosen for the SNI name the client sent; `None` without SNI.
+    pub sni_cert: Option<Option<usize>>,
+}
+
+/// The response type every request gets.
+pub type ProxyResponse = Response<LoggedBody>;
+
+/// Handles one request from `conn`.
+pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>) -> ProxyResponse {
+    let started = Instant::now();
+    let snapshot = state.load_full();
+    let mut record = AccessRecord::new(&snapshot, &conn.listener, conn.peer, &req, started);
+    let response = match prepare(conn, &req) {
+        Err((status, reason)) => respond::error(status, reason),
+        Ok(target) => {
+            let facts = RequestFacts {
+                listener: &conn.listener.config.name,
+                host: target.host.as_deref(),
+                path: &target.path,
+                query: req.uri().query(),
+                method: req.method(),
+                headers: req.headers(),
+            };
+            match snapshot.router.route(&facts) {
+                None => respond::error(StatusCode::NOT_FOUND, "no route matches this request"),
+                Some(index) => {
+                    let route = &snapshot.config.routes[index];
+                    record.route = Some(index);
+                    if let Some(reason) = misdirected(conn, target.host.as_deref()) {
+                        respond::error(StatusCode::MISDIRECTED_REQUEST, reason)
+                    } else {
+                        match &route.action {
+                            Action::Respond {
+                                status,
+                                body,
+                                headers,
+                            } => respond::direct(*status, body, headers),
+                            Action::Redirect {
+                                location,
+                                status,
+                                keep_path,
+                            } => {
+                                let suffix = keep_path.then(|| target.origin_form(req.uri().query()));
+                                respond::redirect(*status, location, suffix.as_deref())
+                            }
+                            Action::Proxy { upstream } => {
+                                forward::forward(
+                                    &snapshot,
+                                    conn,
+                                    route,
+                                    *upstream,
+                                    req,
+                                    target,
+                                    &mut record,
+                                )
+                                .await
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    record.finish(response)
+}
+
+/// The request target after validation: normalised path and the host it names.
+pub struct Target {
+    pub path: String,
+    /// The authority as the client sent it (may carry a port).
+    pub authority: Option<String>,
+    /// Lower-cased host without port, for routing.
+    pub host: Option<String>,
+}
+
+impl Target {
+    /// Normalised path plus the original query bytes.
+    pub fn origin_form(&self, query: Option<&str>) -> String {
+        match query {
+            Some(q) => format!("{}?{}", self.path, q),
+            None => self.path.clone(),
+        }
+    }
+}
+
+type Reject = (StatusCode, &'static str);
+
+/// Validates what hyper parsed and derives the routing target.
+fn prepare(conn: &ConnInfo, req: &Request<Incoming>) -> Result<Target, Reject> {
+    let limits = &conn.listener.config.limits;
+    let uri = req.uri();
+    let target_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target_len > limits.max_uri_length {
+        return Err((StatusCode::URI_TOO_LONG, "request target too long"));
+    }
+    if req.method() == Method::CONNECT {
+        return Err((StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported"));
+    }
+    let authority = request_authority(req)?;
+    let host = match &authority {
+        Some(a) => Some(
+            crate::router::host_without_port(a).ok_or((StatusCode::BAD_REQUEST, "invalid Host"))?,
+        ),
+        None => None,
+    };
+    let path = normalize_path(uri.path())
+        .map_err(|_| (StatusCode::BAD_REQUEST, "ambiguous or malformed request path"))?
+        .into_owned();
+    Ok(Target {
+        path,
+        authority,
+        host,
+    })
+}
+
+/// The authority the request names: the absolute-form or `:authority` wins over `Host`
+/// (RFC 9112 §3.2.2); HTTP/1.1 requires exactly one Host.
+fn request_authority(req: &Request<Incoming>) -> Result<Option<String>, Reject> {
+    if let Some(a) = req.uri().authority() {
+        return Ok(Some(a.as_str().to_owned()));
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err((StatusCode::BAD_REQUEST, "several Host headers"));
+    }
+    match first {
+        Some(v) => {
+            let s = v.to_str().map_err(|_| (StatusCode::BAD_REQUEST, "invalid Host"))?;
+            s.parse::<http::uri::Authority>()
+                .map_err(|_| (StatusCode::BAD_REQUEST, "invalid Host"))?;
+            Ok(Some(s.to_owned()))
+        }
+        None if req.version() == Version::HTTP_11 => {
+            Err((StatusCode::BAD_REQUEST, "HTTP/1.1 request without Host"))
+        }
+        None => Ok(None),
+    }
+}
+
+/// RFC 9110 §15.5.20: a request for a host served by another certificate than the one the
+/// TLS handshake chose is answered 421, so the client opens a new connection.
+fn misdirected(conn: &ConnInfo, host: Option<&str>) -> Option<&'static str> {
+    let tls = conn.tls.as_ref()?;
+    let strict = conn.listener.config.tls.as_ref()?.strict_sni_host;
+    let chosen = tls.sni_cert?;
+    let host = host?;
+    (strict && tls.sni.cert_for(host) != chosen)
+        .then_some("this host is not served on this TLS connection")
+}

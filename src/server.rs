@@ -1,0 +1,107 @@
+//! Wiring: build the first snapshot, bind every listener (reporting real addresses), run the
+//! accept loops, and on shutdown drain within the grace period.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+
+use crate::config::model::Config;
+use crate::error::Error;
+use crate::listener;
+use crate::shutdown::Shutdown;
+use crate::state::{SharedState, Snapshot};
+
+struct Bound {
+    name: String,
+    index: usize,
+    max_connections: usize,
+    tcp: TcpListener,
+    addr: SocketAddr,
+}
+
+/// A configured, bound, not yet running Portico.
+pub struct Server {
+    state: SharedState,
+    bound: Vec<Bound>,
+    shutdown: Shutdown,
+    grace: Duration,
+}
+
+impl Server {
+    /// Builds the runtime state of `config` and binds all its listeners.
+    pub async fn bind(config: Config) -> Result<Server, Error> {
+        let grace = config.settings.grace_period;
+        let (snapshot, warnings) = Snapshot::build(config, 1)?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        let mut bound = Vec::with_capacity(snapshot.config.listeners.len());
+        for (index, l) in snapshot.config.listeners.iter().enumerate() {
+            let tcp = listener::bind(l)?;
+            let addr = listener::local_addr(&tcp, l.bind);
+            tracing::info!(
+                listener = %l.name,
+                %addr,
+                tls = l.tls.is_some(),
+                "listening"
+            );
+            bound.push(Bound {
+                name: l.name.clone(),
+                index,
+                max_connections: l.limits.max_connections,
+                tcp,
+                addr,
+            });
+        }
+        Ok(Server {
+            state: Arc::new(ArcSwap::from_pointee(snapshot)),
+            bound,
+            shutdown: Shutdown::new(),
+            grace,
+        })
+    }
+
+    /// The address listener `name` is bound to.
+    pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.bound.iter().find(|b| b.name == name).map(|b| b.addr)
+    }
+
+    /// Every listener with its bound address, in config order.
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.bound.iter().map(|b| (b.name.clone(), b.addr)).collect()
+    }
+
+    /// A handle that starts the graceful drain.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the drain is triggered, then waits for connections to finish, at most the
+    /// configured grace period.
+    pub async fn run(self) -> Result<(), Error> {
+        let (alive, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
+        for b in self.bound {
+            tokio::spawn(listener::accept_loop(
+                b.tcp,
+                b.index,
+                b.name,
+                b.max_connections,
+                Arc::clone(&self.state),
+                self.shutdown.watcher(),
+                alive.clone(),
+            ));
+        }
+        drop(alive);
+        self.shutdown.watcher().triggered().await;
+        tracing::info!(grace = ?self.grace, "draining connections");
+        // `recv` yields None once every connection task (and accept loop) has dropped its sender.
+        match tokio::time::timeout(self.grace, all_done.recv()).await {
+            Ok(_) => tracing::info!("drained"),
+            Err(_) => tracing::warn!("grace period over; closing remaining connections"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! The running configuration as one immutable `Snapshot` behind one `ArcSwap`: router,
+//! upstream pools and listener TLS change together, and each request reads exactly one.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::model::{Config, Listener};
+use crate::error::Error;
+use crate::router::Router;
+use crate::tls::{self, SniIndex};
+use crate::upstream::UpstreamPool;
+
+/// Shared handle to the current snapshot.
+pub type SharedState = Arc<ArcSwap<Snapshot>>;
+
+/// TLS material of one listener.
+pub struct ListenerTlsState {
+    pub acceptor: TlsAcceptor,
+    pub sni: SniIndex,
+}
+
+/// A listener's settings as of this snapshot.
+pub struct ListenerState {
+    pub config: Listener,
+    pub tls: Option<ListenerTlsState>,
+}
+
+/// Everything the data plane reads, built once per configuration.
+pub struct Snapshot {
+    pub generation: u64,
+    pub config: Config,
+    pub router: Router,
+    pub upstreams: Vec<Arc<UpstreamPool>>,
+    /// Same order as `config.listeners`.
+    pub listeners: Vec<Arc<ListenerState>>,
+}
+
+impl Snapshot {
+    /// Builds every runtime part of `config`; returns warnings (e.g. certificates near expiry).
+    pub fn build(config: Config, generation: u64) -> Result<(Snapshot, Vec<String>), Error> {
+        let mut warnings = Vec::new();
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            let tls = match &l.tls {
+                Some(t) => {
+                    let built = tls::server_tls(t, &l.name).map_err(|source| Error::Tls {
+                        listener: l.name.clone(),
+                        source,
+                    })?;
+                    warnings.extend(built.warnings);
+                    Some(ListenerTlsState {
+                        acceptor: TlsAcceptor::from(built.config),
+                        sni: built.sni,
+                    })
+                }
+                None => None,
+            };
+            listeners.push(Arc::new(ListenerState {
+                config: l.clone(),
+                tls,
+            }));
+        }
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        for u in &config.upstreams {
+            let client = match &u.tls {
+                Some(t) => {
+                    let h2 = u.protocol == crate::config::model::UpstreamProtocol::H2;
+                    Some(tls::client_config(t, h2).map_err(|source| Error::UpstreamTls {
+                        upstream: u.name.clone(),
+                        source,
+                    })?)
+                }
+                None => None,
+            };
+            upstreams.push(Arc::new(UpstreamPool::new(u.clone(), client)));
+        }
+        let router = Router::new(&config.routes);
+        Ok((
+            Snapshot {
+                generation,
+                config,
+                router,
+                upstreams,
+                listeners,
+            },
+            warnings,
+        ))
+    }
+
+    /// The listener state by its index in the config.
+    pub fn listener(&self, index: usize) -> Option<&Arc<ListenerState>> {
+        self.listeners.get(index)
+    }
+}

@@ -1,0 +1,245 @@
+//! Per-upstream connection pools: TCP (+ TLS re-encryption) connectors and hyper client
+//! connections kept alive per backend. HTTP/1.1 keeps a stack of idle connections; HTTP/2
+//! shares one multiplexed connection per backend.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::balancer::Balancer;
+use super::UpstreamError;
+use crate::body::ProxyBody;
+use crate::config::model::{Upstream, UpstreamProtocol};
+
+type H1Sender = http1::SendRequest<ProxyBody>;
+type H2Sender = http2::SendRequest<ProxyBody>;
+
+/// One backend server of an upstream and its idle connections.
+pub struct Backend {
+    pub addr: SocketAddr,
+    idle: Mutex<Vec<(H1Sender, Instant)>>,
+    shared_h2: Mutex<Option<H2Sender>>,
+}
+
+/// How to reach the backends of one upstream.
+pub struct UpstreamPool {
+    pub name: String,
+    pub config: Upstream,
+    pub backends: Vec<Arc<Backend>>,
+    pub balancer: Balancer,
+    tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
+}
+
+/// A response from a backend, with where it came from.
+pub struct Sent {
+    pub response: Response<Incoming>,
+    pub reused: bool,
+}
+
+impl UpstreamPool {
+    /// Builds the pool; `tls` is the client config when the upstream re-encrypts.
+    pub fn new(config: Upstream, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        let weights: Vec<u32> = config.servers.iter().map(|s| s.weight).collect();
+        let backends = config
+            .servers
+            .iter()
+            .map(|s| {
+                Arc::new(Backend {
+                    addr: s.address,
+                    idle: Mutex::new(Vec::new()),
+                    shared_h2: Mutex::new(None),
+                })
+            })
+            .collect();
+        let server_name = config
+            .tls
+            .as_ref()
+            .and_then(|t| t.server_name.as_ref())
+            .and_then(|n| ServerName::try_from(n.clone()).ok());
+        let tls = tls.map(|c| (TlsConnector::from(c), server_name));
+        Self {
+            name: config.name.clone(),
+            balancer: Balancer::new(config.balancer, &weights),
+            config,
+            backends,
+            tls,
+        }
+    }
+
+    /// Picks the next backend by the upstream's balancer.
+    pub fn pick(&self) -> Option<&Arc<Backend>> {
+        self.balancer
+            .pick(|_| true)
+            .and_then(|i| self.backends.get(i))
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    pub fn protocol(&self) -> UpstreamProtocol {
+        self.config.protocol
+    }
+
+    /// Sends `req` to `backend` over a pooled connection, waiting for the response head at
+    /// most the upstream's response timeout.
+    pub async fn send(
+        &self,
+        backend: &Arc<Backend>,
+        req: Request<ProxyBody>,
+    ) -> Result<Sent, UpstreamError> {
+        let deadline = self.config.timeouts.response;
+        match tokio::time::timeout(deadline, self.send_inner(backend, req)).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::ResponseTimeout(deadline)),
+        }
+    }
+
+    async fn send_inner(
+        &self,
+        backend: &Arc<Backend>,
+        req: Request<ProxyBody>,
+    ) -> Result<Sent, UpstreamError> {
+        match self.config.protocol {
+            UpstreamProtocol::Http1 => self.send_h1(backend, req).await,
+            UpstreamProtocol::H2 | UpstreamProtocol::H2c => self.send_h2(backend, req).await,
+        }
+    }
+
+    async fn send_h1(
+        &self,
+        backend: &Arc<Backend>,
+        req: Request<ProxyBody>,
+    ) -> Result<Sent, UpstreamError> {
+        let (mut sender, reused) = match self.checkout_h1(backend) {
+            Some(s) => (s, true),
+            None => (self.connect_h1(backend).await?, false),
+        };
+        let result = sender.send_request(req).await;
+        let response = result.map_err(|source| UpstreamError::Request { source, reused })?;
+        self.return_h1_when_ready(backend, sender);
+        Ok(Sent { response, reused })
+    }
+
+    fn checkout_h1(&self, backend: &Backend) -> Option<H1Sender> {
+        let idle_limit = self.config.timeouts.idle;
+        let mut idle = backend.idle.lock().ok()?;
+        while let Some((sender, since)) = idle.pop() {
+            if since.elapsed() < idle_limit && sender.is_ready() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Puts the connection back once the response body has been read to the end.
+    fn return_h1_when_ready(&self, backend: &Arc<Backend>, mut sender: H1Sender) {
+        let backend = Arc::clone(backend);
+        let max_idle = self.config.max_idle_per_backend;
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                if let Ok(mut idle) = backend.idle.lock() {
+                    if idle.len() < max_idle {
+                        idle.push((sender, Instant::now()));
+                    }
+                }
+            }
+        });
+    }
+
+    async fn connect_h1(&self, backend: &Backend) -> Result<H1Sender, UpstreamError> {
+        let io = self.connect_io(backend.addr).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(UpstreamError::Handshake)?;
+        let addr = backend.addr;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(backend = %addr, error = %e, "backend connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn send_h2(
+        &self,
+        backend: &Arc<Backend>,
+        req: Request<ProxyBody>,
+    ) -> Result<Sent, UpstreamError> {
+        let existing = backend
+            .shared_h2
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().filter(|s| !s.is_closed()).cloned());
+        let (mut sender, reused) = match existing {
+            Some(s) => (s, true),
+            None => {
+                let s = self.connect_h2(backend).await?;
+                if let Ok(mut slot) = backend.shared_h2.lock() {
+                    *slot = Some(s.clone());
+                }
+                (s, false)
+            }
+        };
+        let response = sender
+            .send_request(req)
+            .await
+            .map_err(|source| UpstreamError::Request { source, reused })?;
+        Ok(Sent { response, reused })
+    }
+
+    async fn connect_h2(&self, backend: &Backend) -> Result<H2Sender, UpstreamError> {
+        let io = self.connect_io(backend.addr).await?;
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_while_idle(false);
+        let (sender, conn) = builder
+            .handshake(io)
+            .await
+            .map_err(UpstreamError::Handshake)?;
+        let addr = backend.addr;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(backend = %addr, error = %e, "backend h2 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// TCP connect under the connect timeout, then TLS when the upstream re-encrypts.
+    async fn connect_io(&self, addr: SocketAddr) -> Result<TokioIo<BackendStream>, UpstreamError> {
+        let limit = self.config.timeouts.connect;
+        let tcp = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
+            Err(_) => return Err(UpstreamError::ConnectTimeout(limit)),
+        };
+        // Small requests and responses must not wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+        let Some((connector, name)) = &self.tls else {
+            return Ok(TokioIo::new(BackendStream::Plain(tcp)));
+        };
+        let name = name
+            .clone()
+            .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+        let handshake = connector.connect(name, tcp);
+        match tokio::time::timeout(limit, handshake).await {
+            Ok(Ok(tls)) => Ok(TokioIo::new(BackendStream::from(tls))),
+            Ok(Err(e)) => Err(UpstreamError::Tls(e)),
+            Err(_) => Err(UpstreamError::ConnectTimeout(limit)),
+        }
+    }
+}
+
+pub use crate::net::MaybeTls as BackendStream;
