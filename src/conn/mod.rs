@@ -3,6 +3,7 @@
 //! graceful end when the drain starts.
 
 pub mod h1guard;
+pub mod idle;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use crate::proxy::{self, ConnInfo, TlsInfo};
 use crate::shutdown::Watcher;
 use crate::state::SharedState;
 use h1guard::H1Guard;
+use idle::{Activity, Tracked};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -133,7 +135,8 @@ where
 {
     let limits = info.listener.config.limits.clone();
     let peer = info.peer;
-    let guard = H1Guard::new(io, limits.max_header_bytes);
+    let activity = Activity::new();
+    let guard = H1Guard::new(Tracked::new(io, activity.clone()), limits.max_header_bytes);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -150,6 +153,10 @@ where
             conn.as_mut().graceful_shutdown();
             conn.as_mut().await
         }
+        _ = activity.idle_for(limits.idle_timeout) => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "HTTP/1 connection ended with an error");
@@ -161,7 +168,9 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let h2 = info.listener.config.http2.clone();
+    let idle_limit = info.listener.config.limits.idle_timeout;
     let peer = info.peer;
+    let activity = Activity::new();
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -171,11 +180,16 @@ where
         .max_header_list_size(h2.max_header_list_size)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
+    let io = Tracked::new(io, activity.clone());
     let conn = builder.serve_connection(TokioIo::new(io), service(info, state));
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
         _ = shutdown.triggered() => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+        _ = activity.idle_for(idle_limit) => {
             conn.as_mut().graceful_shutdown();
             conn.as_mut().await
         }
