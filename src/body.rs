@@ -2,6 +2,8 @@
 //! (with an optional size limit), a small in-memory body, or nothing. No boxing per request.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -23,7 +25,7 @@ pin_project_lite::pin_project! {
     pub enum ProxyBody {
         Empty,
         Full { data: Option<Bytes> },
-        Stream { #[pin] inner: Incoming, limit: u64, seen: u64 },
+        Stream { #[pin] inner: Incoming, limit: u64, seen: u64, counter: Option<Arc<AtomicU64>> },
     }
 }
 
@@ -47,6 +49,17 @@ impl ProxyBody {
             inner,
             limit: limit.unwrap_or(u64::MAX),
             seen: 0,
+            counter: None,
+        }
+    }
+
+    /// Like `stream`, also publishing the bytes seen so far to `counter` (for access logs).
+    pub fn counted(inner: Incoming, limit: Option<u64>, counter: Arc<AtomicU64>) -> Self {
+        ProxyBody::Stream {
+            inner,
+            limit: limit.unwrap_or(u64::MAX),
+            seen: 0,
+            counter: Some(counter),
         }
     }
 }
@@ -62,23 +75,27 @@ impl Body for ProxyBody {
         match self.project() {
             ProxyBodyProj::Empty => Poll::Ready(None),
             ProxyBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ProxyBodyProj::Stream { inner, limit, seen } => {
-                match std::task::ready!(inner.poll_frame(cx)) {
-                    Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref() {
-                            *seen += data.len() as u64;
-                            if *seen > *limit {
-                                return Poll::Ready(Some(Err(BodyError::TooLarge {
-                                    limit: *limit,
-                                })));
-                            }
+            ProxyBodyProj::Stream {
+                inner,
+                limit,
+                seen,
+                counter,
+            } => match std::task::ready!(inner.poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        *seen += data.len() as u64;
+                        if let Some(c) = counter {
+                            c.store(*seen, Ordering::Relaxed);
                         }
-                        Poll::Ready(Some(Ok(frame)))
+                        if *seen > *limit {
+                            return Poll::Ready(Some(Err(BodyError::TooLarge { limit: *limit })));
+                        }
                     }
-                    Some(Err(e)) => Poll::Ready(Some(Err(BodyError::Stream(e)))),
-                    None => Poll::Ready(None),
+                    Poll::Ready(Some(Ok(frame)))
                 }
-            }
+                Some(Err(e)) => Poll::Ready(Some(Err(BodyError::Stream(e)))),
+                None => Poll::Ready(None),
+            },
         }
     }
 

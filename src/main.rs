@@ -9,7 +9,11 @@ use portico::config::{self, Severity};
 use portico::Server;
 
 #[derive(Parser, Debug)]
-#[command(name = "portico", version, about = "A TLS-terminating HTTP/1.1 + HTTP/2 reverse proxy")]
+#[command(
+    name = "portico",
+    version,
+    about = "A TLS-terminating HTTP/1.1 + HTTP/2 reverse proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -96,7 +100,10 @@ fn run(path: &Path) -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

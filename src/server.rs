@@ -71,7 +71,10 @@ impl Server {
 
     /// Every listener with its bound address, in config order.
     pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.bound.iter().map(|b| (b.name.clone(), b.addr)).collect()
+        self.bound
+            .iter()
+            .map(|b| (b.name.clone(), b.addr))
+            .collect()
     }
 
     /// A handle that starts the graceful drain.

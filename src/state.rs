@@ -67,10 +67,12 @@ impl Snapshot {
             let client = match &u.tls {
                 Some(t) => {
                     let h2 = u.protocol == crate::config::model::UpstreamProtocol::H2;
-                    Some(tls::client_config(t, h2).map_err(|source| Error::UpstreamTls {
-                        upstream: u.name.clone(),
-                        source,
-                    })?)
+                    Some(
+                        tls::client_config(t, h2).map_err(|source| Error::UpstreamTls {
+                            upstream: u.name.clone(),
+                            source,
+                        })?,
+                    )
                 }
                 None => None,
             };

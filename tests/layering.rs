@@ -40,11 +40,19 @@ fn no_module_imports_a_higher_layer() {
     let mut edges = 0;
     for file in &files {
         let rel = file.strip_prefix(&src).unwrap();
-        let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
         let module = first.trim_end_matches(".rs").to_owned();
         let text = std::fs::read_to_string(file).unwrap();
         if module == "main" {
-            assert!(!text.contains("crate::"), "main.rs must use the public API only");
+            assert!(
+                !text.contains("crate::"),
+                "main.rs must use the public API only"
+            );
             continue;
         }
         let Some(own) = level(&module) else {
@@ -71,6 +79,12 @@ fn no_module_imports_a_higher_layer() {
             }
         }
     }
-    assert!(edges > 10, "the scan found too few imports ({edges}); is it broken?");
-    assert!(violations.is_empty(), "layering violations:\n{violations:#?}");
+    assert!(
+        edges > 10,
+        "the scan found too few imports ({edges}); is it broken?"
+    );
+    assert!(
+        violations.is_empty(),
+        "layering violations:\n{violations:#?}"
+    );
 }

@@ -81,7 +81,11 @@ impl<IO: AsyncRead> AsyncRead for Tracked<IO> {
 }
 
 impl<IO: AsyncWrite> AsyncWrite for Tracked<IO> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let polled = this.inner.poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {

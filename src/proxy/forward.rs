@@ -2,6 +2,8 @@
 //! (origin-form for HTTP/1.1, `:authority` for HTTP/2), send it over the pool, relay the answer.
 
 use std::error::Error as _;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -39,7 +41,17 @@ pub async fn forward(
         return respond::error(StatusCode::SERVICE_UNAVAILABLE, "no backend available");
     };
     record.backend = Some(backend.addr);
-    let upstream_req = match build_request(snapshot, conn, route, pool, backend, req, &target) {
+    let counter = if http_body::Body::is_end_stream(req.body()) {
+        None
+    } else {
+        record.body_counter()
+    };
+    let dest = Dest {
+        route,
+        pool,
+        backend,
+    };
+    let upstream_req = match build_request(snapshot, conn, &dest, req, &target, counter) {
         Ok(r) => r,
         Err(reason) => return respond::error(StatusCode::BAD_REQUEST, reason),
     };
@@ -59,15 +71,26 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
 }
 
 /// Rewrites the client's request into the one the backend receives.
+/// Where a request is going.
+struct Dest<'a> {
+    route: &'a Route,
+    pool: &'a UpstreamPool,
+    backend: &'a Backend,
+}
+
 fn build_request(
     snapshot: &Snapshot,
     conn: &ConnInfo,
-    route: &Route,
-    pool: &UpstreamPool,
-    backend: &Backend,
+    dest: &Dest<'_>,
     req: Request<Incoming>,
     target: &Target,
+    counter: Option<Arc<AtomicU64>>,
 ) -> Result<Request<ProxyBody>, &'static str> {
+    let Dest {
+        route,
+        pool,
+        backend,
+    } = *dest;
     let (mut parts, body) = req.into_parts();
     let h2 = pool.protocol() != UpstreamProtocol::Http1;
     strip_hop_by_hop(&mut parts.headers, h2);
@@ -115,10 +138,11 @@ fn build_request(
         parts.headers.insert(header::HOST, host);
         parts.version = Version::HTTP_11;
     }
-    Ok(Request::from_parts(
-        parts,
-        ProxyBody::stream(body, route.max_body_size),
-    ))
+    let body = match counter {
+        Some(c) => ProxyBody::counted(body, route.max_body_size, c),
+        None => ProxyBody::stream(body, route.max_body_size),
+    };
+    Ok(Request::from_parts(parts, body))
 }
 
 /// The backend's response as the client receives it.

@@ -111,7 +111,9 @@ pub fn set_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>) {
     };
     let mut element = format!("for={node};proto={}", hop.proto);
     if let Some(h) = hop.host {
-        if h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) {
+        if h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        {
             element.push_str(";host=");
             element.push_str(h);
         } else {
@@ -125,7 +127,11 @@ pub fn set_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>) {
     } else {
         None
     };
-    set(headers, &header::FORWARDED, forwarded.as_deref().unwrap_or(&element));
+    set(
+        headers,
+        &header::FORWARDED,
+        forwarded.as_deref().unwrap_or(&element),
+    );
 }
 
 /// Appends this proxy to `Via` ("1.1 portico").

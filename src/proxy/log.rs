@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -22,7 +23,8 @@ pub struct AccessRecord {
     method: Method,
     uri: Uri,
     started: Instant,
-    bytes_in: u64,
+    /// Request body bytes read, when the body is streamed and logging is on.
+    bytes_in: Option<Arc<AtomicU64>>,
     pub route: Option<usize>,
     pub upstream: Option<usize>,
     pub backend: Option<SocketAddr>,
@@ -36,12 +38,6 @@ impl AccessRecord {
         req: &Request<B>,
         started: Instant,
     ) -> Self {
-        let bytes_in = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
         Self {
             snapshot: Arc::clone(snapshot),
             listener: Arc::clone(listener),
@@ -49,11 +45,21 @@ impl AccessRecord {
             method: req.method().clone(),
             uri: req.uri().clone(),
             started,
-            bytes_in,
+            bytes_in: None,
             route: None,
             upstream: None,
             backend: None,
         }
+    }
+
+    /// A counter for the request body's bytes, when the access log is on.
+    pub fn body_counter(&mut self) -> Option<Arc<AtomicU64>> {
+        if !self.snapshot.config.settings.access_log {
+            return None;
+        }
+        let counter = Arc::new(AtomicU64::new(0));
+        self.bytes_in = Some(Arc::clone(&counter));
+        Some(counter)
     }
 
     /// Wraps the response so the record is written once its body is done.
@@ -97,7 +103,7 @@ impl Drop for Pending {
             method = %r.method,
             path = r.uri.path(),
             status = self.status.as_u16(),
-            bytes_in = r.bytes_in,
+            bytes_in = r.bytes_in.as_ref().map_or(0, |c| c.load(Ordering::Relaxed)),
             bytes_out = self.bytes_out,
             duration_ms = r.started.elapsed().as_secs_f64() * 1000.0,
             "request",

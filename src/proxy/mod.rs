@@ -74,7 +74,8 @@ pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>
                                 status,
                                 keep_path,
                             } => {
-                                let suffix = keep_path.then(|| target.origin_form(req.uri().query()));
+                                let suffix =
+                                    keep_path.then(|| target.origin_form(req.uri().query()));
                                 respond::redirect(*status, location, suffix.as_deref())
                             }
                             Action::Proxy { upstream } => {
@@ -138,7 +139,12 @@ fn prepare(conn: &ConnInfo, req: &Request<Incoming>) -> Result<Target, Reject> {
         None => None,
     };
     let path = normalize_path(uri.path())
-        .map_err(|_| (StatusCode::BAD_REQUEST, "ambiguous or malformed request path"))?
+        .map_err(|_| {
+            (
+                StatusCode::BAD_REQUEST,
+                "ambiguous or malformed request path",
+            )
+        })?
         .into_owned();
     Ok(Target {
         path,
@@ -160,7 +166,9 @@ fn request_authority(req: &Request<Incoming>) -> Result<Option<String>, Reject> 
     }
     match first {
         Some(v) => {
-            let s = v.to_str().map_err(|_| (StatusCode::BAD_REQUEST, "invalid Host"))?;
+            let s = v
+                .to_str()
+                .map_err(|_| (StatusCode::BAD_REQUEST, "invalid Host"))?;
             s.parse::<http::uri::Authority>()
                 .map_err(|_| (StatusCode::BAD_REQUEST, "invalid Host"))?;
             Ok(Some(s.to_owned()))

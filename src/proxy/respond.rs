@@ -55,6 +55,9 @@ pub fn redirect(status: StatusCode, location: &str, suffix: Option<&str>) -> Res
             resp.headers_mut().insert(header::LOCATION, value);
             resp
         }
-        Err(_) => error(StatusCode::BAD_REQUEST, "redirect target is not a valid header"),
+        Err(_) => error(
+            StatusCode::BAD_REQUEST,
+            "redirect target is not a valid header",
+        ),
     }
 }
