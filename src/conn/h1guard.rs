@@ -1,38 +1,361 @@
-//! STUB
-pub type H1Guard<IO> = Wrap<IO>;
-pub struct Wrap<IO>(IO);
-impl<IO> Wrap<IO> {
-    pub fn new(io: IO, _m: usize) -> Self {
-        Wrap(io)
+//! Strict HTTP/1 request-framing guard wrapped around the client byte stream, in front of
+//! hyper's lenient parser: ambiguous framing (bare LF, CL+TE, bad lengths or chunks) is
+//! turned into a request hyper answers 400 and closes, so it never reaches a backend.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::chunked::{Chunked, Step};
+use head::{framing, scan_head, HeadScan, Scan};
+
+/// The HTTP/2 prior-knowledge preface: such a connection is not ours to check.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// An invalid method token: hyper answers it `400 Bad Request` and closes the connection.
+const POISON: &[u8] = b"\x01 / HTTP/1.1\r\n\r\n";
+const INITIAL_BUF: usize = 4 * 1024;
+/// A buffer grown past this by one large head is dropped once empty.
+const KEEP_BUF: usize = 64 * 1024;
+
+/// Why the guard refused a request (for logging).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("bare LF used as line terminator")]
+    BareLf,
+    #[error("both Content-Length and Transfer-Encoding")]
+    ContentLengthWithTransferEncoding,
+    #[error("empty, non-numeric or conflicting Content-Length")]
+    BadContentLength,
+    #[error("Transfer-Encoding not ending in chunked, or on HTTP/1.0")]
+    BadTransferEncoding,
+    #[error("malformed chunked framing")]
+    BadChunk,
+    #[error("NUL byte or bare CR")]
+    NulOrCr,
+    #[error("malformed request head")]
+    Malformed,
+}
+
+pin_project_lite::pin_project! {
+    /// Wraps the client side of an HTTP/1 connection; see the module docs.
+    ///
+    /// `max_header_bytes` must be at least hyper's `max_buf_size` (default 400 KiB): a head
+    /// that outgrows it is passed on unchecked so hyper's own limit answers 431.
+    pub struct H1Guard<IO> {
+        #[pin]
+        inner: IO,
+        core: Core,
     }
 }
-impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Wrap<IO> {
+
+/// Where the guard stands in the request stream.
+#[derive(Debug)]
+enum State {
+    /// Buffering a request head.
+    Head,
+    /// Passing this many body bytes.
+    Fixed(u64),
+    /// Passing a chunked body.
+    Chunked(Chunked),
+    /// No more checks: HTTP/2, a tunnel, or a head over the limit.
+    Passthrough,
+    /// Handing the reader the poison request, from this offset.
+    Poison(usize),
+    /// End of stream for the reader.
+    Closed,
+}
+
+/// The guard's state apart from the wrapped IO.
+///
+/// `buf[..end]` holds bytes read from the client: `buf[..rd]` were handed to the reader,
+/// `buf[rd..ok]` are checked and waiting for it, `buf[ok..end]` are not checked yet.
+#[derive(Debug)]
+struct Core {
+    buf: Vec<u8>,
+    rd: usize,
+    ok: usize,
+    end: usize,
+    state: State,
+    scan: HeadScan,
+    /// Still at the very start of the connection, where the HTTP/2 preface may appear.
+    first: bool,
+    max_header_bytes: usize,
+    rejected: Option<Rejection>,
+}
+
+impl<IO> H1Guard<IO> {
+    pub fn new(inner: IO, max_header_bytes: usize) -> Self {
+        Self {
+            inner,
+            core: Core {
+                buf: Vec::new(),
+                rd: 0,
+                ok: 0,
+                end: 0,
+                state: State::Head,
+                scan: HeadScan::default(),
+                first: true,
+                max_header_bytes,
+                rejected: None,
+            },
+        }
+    }
+
+    /// Why the guard refused a request, if it did.
+    pub fn rejected(&self) -> Option<Rejection> {
+        self.core.rejected
+    }
+
+    pub fn get_ref(&self) -> &IO {
+        &self.inner
+    }
+}
+
+impl Core {
+    /// Copies checked bytes to `dst`; false when there were none.
+    fn release(&mut self, dst: &mut ReadBuf<'_>) -> bool {
+        if self.rd == self.ok {
+            return false;
+        }
+        let n = (self.ok - self.rd).min(dst.remaining());
+        dst.put_slice(&self.buf[self.rd..self.rd + n]);
+        self.rd += n;
+        true
+    }
+
+    /// Checks buffered bytes; false when nothing could be done without more input.
+    fn process(&mut self) -> bool {
+        match &mut self.state {
+            State::Head => self.process_head(),
+            State::Fixed(n) => {
+                let take = (*n).min((self.end - self.ok) as u64);
+                *n -= take;
+                self.ok += take as usize;
+                if *n == 0 {
+                    self.state = State::Head;
+                }
+                true
+            }
+            State::Chunked(chunked) => {
+                match chunked.feed(&self.buf[self.ok..self.end]) {
+                    Step::More => self.ok = self.end,
+                    Step::Done(len) => {
+                        self.ok += len;
+                        self.state = State::Head;
+                    }
+                    // The head already went out, so hyper must see the body end early.
+                    Step::Bad(_, why) => self.reject(why, State::Closed),
+                }
+                true
+            }
+            State::Passthrough => {
+                self.ok = self.end;
+                true
+            }
+            State::Poison(_) | State::Closed => false,
+        }
+    }
+
+    fn process_head(&mut self) -> bool {
+        loop {
+            let head = &self.buf[self.ok..self.end];
+            if self.first {
+                let n = head.len().min(H2_PREFACE.len());
+                if head[..n] != H2_PREFACE[..n] {
+                    self.first = false;
+                } else if n < H2_PREFACE.len() {
+                    return false;
+                } else {
+                    self.state = State::Passthrough;
+                    self.ok = self.end;
+                    return true;
+                }
+            }
+            match scan_head(head, &mut self.scan) {
+                Scan::More if head.len() > self.max_header_bytes => {
+                    self.state = State::Passthrough;
+                    self.ok = self.end;
+                    return true;
+                }
+                Scan::More => return false,
+                Scan::LeadingEmptyLine => {
+                    // RFC 9112 2.2: ignored; dropped so it cannot fill the head buffer.
+                    self.ok += 2;
+                    self.rd = self.ok;
+                    self.scan = HeadScan::default();
+                }
+                Scan::Complete(len) => {
+                    let head = &self.buf[self.ok..self.ok + len];
+                    match framing(head, self.scan.lines) {
+                        Ok(next) => {
+                            self.ok += len;
+                            self.scan = HeadScan::default();
+                            self.state = next;
+                        }
+                        Err(why) => self.reject(why, State::Poison(0)),
+                    }
+                    return true;
+                }
+                Scan::Bad(why) => {
+                    self.reject(why, State::Poison(0));
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// The client closed: drop whatever unchecked bytes remain and end the reader's stream.
+    fn close(&mut self) {
+        self.end = self.ok;
+        self.state = State::Closed;
+    }
+
+    fn reject(&mut self, why: Rejection, next: State) {
+        self.rejected = Some(why);
+        self.end = self.ok;
+        self.state = next;
+    }
+
+    /// How many bytes may be read from the client straight into the reader's buffer.
+    fn direct_limit(&self) -> Option<u64> {
+        if self.ok != self.end {
+            return None;
+        }
+        match &self.state {
+            State::Passthrough => Some(u64::MAX),
+            State::Fixed(n) => Some(*n),
+            State::Chunked(chunked) => chunked.data_remaining(),
+            _ => None,
+        }
+    }
+
+    fn after_direct(&mut self, n: usize) {
+        match &mut self.state {
+            _ if n == 0 => self.state = State::Closed,
+            State::Fixed(left) => {
+                *left -= n as u64;
+                if *left == 0 {
+                    self.state = State::Head;
+                }
+            }
+            State::Chunked(chunked) => chunked.consume_data(n as u64),
+            _ => {}
+        }
+    }
+
+    /// Free space at the end of the buffer, after moving unread bytes to its front.
+    fn spare(&mut self) -> &mut [u8] {
+        if self.rd > 0 {
+            self.buf.copy_within(self.rd..self.end, 0);
+            self.ok -= self.rd;
+            self.end -= self.rd;
+            self.rd = 0;
+        }
+        if self.end == 0 && self.buf.len() > KEEP_BUF {
+            self.buf = Vec::new();
+        }
+        if self.end == self.buf.len() {
+            let len = (self.buf.len() * 2).max(INITIAL_BUF);
+            self.buf.resize(len, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+}
+
+/// Reads at most `limit` bytes from `inner` straight into `dst`.
+fn read_limited<IO: AsyncRead>(
+    inner: Pin<&mut IO>,
+    cx: &mut Context<'_>,
+    dst: &mut ReadBuf<'_>,
+    limit: u64,
+) -> Poll<io::Result<usize>> {
+    let before = dst.filled().len();
+    if limit >= dst.remaining() as u64 {
+        ready!(inner.poll_read(cx, dst))?;
+        return Poll::Ready(Ok(dst.filled().len() - before));
+    }
+    // Only the last, short read of a body lands here; zeroing it keeps this free of unsafe.
+    let mut sub = ReadBuf::new(dst.initialize_unfilled_to(limit as usize));
+    ready!(inner.poll_read(cx, &mut sub))?;
+    let n = sub.filled().len();
+    dst.advance(n);
+    Poll::Ready(Ok(n))
+}
+
+impl<IO: AsyncRead> AsyncRead for H1Guard<IO> {
     fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        b: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, b)
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        dst: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut this = self.project();
+        let core = this.core;
+        if dst.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if core.release(dst) {
+                return Poll::Ready(Ok(()));
+            }
+            match core.state {
+                State::Closed => return Poll::Ready(Ok(())),
+                State::Poison(at) => {
+                    let n = (POISON.len() - at).min(dst.remaining());
+                    dst.put_slice(&POISON[at..at + n]);
+                    core.state = match at + n {
+                        done if done == POISON.len() => State::Closed,
+                        next => State::Poison(next),
+                    };
+                    return Poll::Ready(Ok(()));
+                }
+                _ => {}
+            }
+            if core.ok < core.end && core.process() {
+                continue;
+            }
+            if let Some(limit) = core.direct_limit() {
+                let n = ready!(read_limited(this.inner.as_mut(), cx, dst, limit))?;
+                core.after_direct(n);
+                return Poll::Ready(Ok(()));
+            }
+            let mut space = ReadBuf::new(core.spare());
+            ready!(this.inner.as_mut().poll_read(cx, &mut space))?;
+            match space.filled().len() {
+                0 => core.close(),
+                n => core.end += n,
+            }
+        }
     }
 }
-impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Wrap<IO> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        b: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, b)
+
+impl<IO: AsyncWrite> AsyncWrite for H1Guard<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, b)
     }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
     }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
     }
 }
+
+mod head;
+#[cfg(test)]
+mod tests;
