@@ -18,6 +18,8 @@ const POISON: &[u8] = b"\x01 / HTTP/1.1\r\n\r\n";
 const INITIAL_BUF: usize = 4 * 1024;
 /// A buffer grown past this by one large head is dropped once empty.
 const KEEP_BUF: usize = 64 * 1024;
+/// hyper's smallest `max_buf_size`: a lower head limit here would let heads through unchecked.
+const MIN_HEAD_LIMIT: usize = 8 * 1024;
 
 /// Why the guard refused a request (for logging).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -41,8 +43,9 @@ pub enum Rejection {
 pin_project_lite::pin_project! {
     /// Wraps the client side of an HTTP/1 connection; see the module docs.
     ///
-    /// `max_header_bytes` must be at least hyper's `max_buf_size` (default 400 KiB): a head
-    /// that outgrows it is passed on unchecked so hyper's own limit answers 431.
+    /// `max_header_bytes` must be at least hyper's `max_buf_size` (default 400 KiB; values
+    /// below 8 KiB are raised to 8 KiB like hyper's): a head that outgrows it is passed on
+    /// unchecked so hyper's own limit answers 431.
     pub struct H1Guard<IO> {
         #[pin]
         inner: IO,
@@ -97,7 +100,7 @@ impl<IO> H1Guard<IO> {
                 state: State::Head,
                 scan: HeadScan::default(),
                 first: true,
-                max_header_bytes,
+                max_header_bytes: max_header_bytes.max(MIN_HEAD_LIMIT),
                 rejected: None,
             },
         }

@@ -2,6 +2,7 @@
 //! choice (ALPN, or the h2c preface on plain listeners), hyper with Portico's limits, and a
 //! graceful end when the drain starts.
 
+mod chunked;
 pub mod h1guard;
 pub mod idle;
 

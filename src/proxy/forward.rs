@@ -160,8 +160,17 @@ fn failure(
     backend: &Backend,
     err: UpstreamError,
 ) -> Response<ProxyBody> {
-    if body_too_large(&err) {
-        return respond::error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    match client_body_error(&err) {
+        Some(BodyError::TooLarge { .. }) => {
+            return respond::error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        }
+        Some(BodyError::Stream(e)) => {
+            // The client's body broke off or was malformed (the framing guard cuts a bad
+            // chunk): the backend saw an aborted request, the client gets the blame.
+            tracing::info!(route = %route.name, error = %e, "client request body failed");
+            return respond::error(StatusCode::BAD_REQUEST, "malformed or truncated request body");
+        }
+        None => {}
     }
     let status = err.status();
     tracing::warn!(
@@ -183,14 +192,15 @@ fn failure(
     respond::error(status, reason)
 }
 
-/// The request failed because our own body limit cut it off.
-fn body_too_large(err: &UpstreamError) -> bool {
+/// The request failed because of the client's body (our size limit, or the client's stream
+/// failing), not because of the backend.
+fn client_body_error(err: &UpstreamError) -> Option<&BodyError> {
     let mut source = err.source();
     while let Some(e) = source {
-        if let Some(BodyError::TooLarge { .. }) = e.downcast_ref::<BodyError>() {
-            return true;
+        if let Some(body) = e.downcast_ref::<BodyError>() {
+            return Some(body);
         }
         source = e.source();
     }
-    false
+    None
 }

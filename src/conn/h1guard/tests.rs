@@ -435,3 +435,15 @@ proptest::proptest! {
         proptest::prop_assert_eq!(why, None);
     }
 }
+
+#[tokio::test]
+async fn head_limit_is_never_below_hypers_minimum() {
+    let head = format!("GET / HTTP/1.1\r\nX: {}\r\n\n", "a".repeat(5000));
+    let mut guard = H1Guard::new(Script::new(&[head.as_bytes()], true), 100);
+    let mut out = Vec::new();
+    guard.read_to_end(&mut out).await.unwrap();
+    assert_eq!(
+        (out.as_slice(), guard.rejected()),
+        (POISON, Some(Rejection::BareLf))
+    );
+}
