@@ -150,6 +150,9 @@ fn relay(response: Response<Incoming>, via: &str) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
     add_via(&mut parts.headers, parts.version, via);
+    // The client's connection has its own version; hyper frames the answer for it (an
+    // HTTP/1.0 client still gets no chunked encoding).
+    parts.version = Version::HTTP_11;
     Response::from_parts(parts, ProxyBody::stream(body, None))
 }
 
