@@ -45,7 +45,7 @@ impl Snapshot {
         for l in &config.listeners {
             let tls = match &l.tls {
                 Some(t) => {
-                    let built = tls::server_tls(t, &l.name).map_err(|source| Error::Tls {
+                    let built = tls::server_tls_in(t, &l.name, &config.base_dir).map_err(|source| Error::Tls {
                         listener: l.name.clone(),
                         source,
                     })?;

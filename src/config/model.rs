@@ -15,6 +15,9 @@ use regex::Regex;
 pub struct Config {
     /// The file it was read from (for messages and relative paths).
     pub source: PathBuf,
+    /// The directory relative paths were resolved against; generated development
+    /// certificates go under `certs/` in it.
+    pub base_dir: PathBuf,
     pub listeners: Vec<Listener>,
     /// Routes in config order; the first route that matches wins.
     pub routes: Vec<Route>,
@@ -203,8 +206,9 @@ pub struct ServerAddr {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BalancerKind {
-    #[default]
     RoundRobin,
+    /// The default: with equal weights it is plain round robin.
+    #[default]
     WeightedRoundRobin,
 }
 

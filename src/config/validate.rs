@@ -213,6 +213,7 @@ pub fn validate(
         (Some(settings), Some(listeners), Some(routes), Some(upstreams)) if !failed => {
             let config = Config {
                 source: PathBuf::from(file),
+                base_dir: base_dir.to_path_buf(),
                 listeners,
                 routes,
                 upstreams,
