@@ -93,6 +93,7 @@ pub async fn serve(
 async fn sniff_h2c(stream: &TcpStream, limit: Duration) -> Option<bool> {
     let mut buf = [0u8; 24];
     let deadline = tokio::time::Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
     loop {
         let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
             .await
@@ -107,9 +108,10 @@ async fn sniff_h2c(stream: &TcpStream, limit: Duration) -> Option<bool> {
         if n == H2_PREFACE.len() {
             return Some(true);
         }
-        // A partial preface: wait for more bytes rather than spinning on peek.
-        stream.readable().await.ok()?;
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        // A partial preface: peek again later. `readable()` would return at once because the
+        // peeked bytes are still queued, so back off instead of spinning.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
