@@ -45,10 +45,13 @@ impl Snapshot {
         for l in &config.listeners {
             let tls = match &l.tls {
                 Some(t) => {
-                    let built = tls::server_tls_in(t, &l.name, &config.base_dir).map_err(|source| Error::Tls {
-                        listener: l.name.clone(),
-                        source,
-                    })?;
+                    let built =
+                        tls::server_tls_in(t, &l.name, &config.base_dir).map_err(|source| {
+                            Error::Tls {
+                                listener: l.name.clone(),
+                                source,
+                            }
+                        })?;
                     warnings.extend(built.warnings);
                     Some(ListenerTlsState {
                         acceptor: TlsAcceptor::from(built.config),

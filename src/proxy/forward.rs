@@ -171,7 +171,10 @@ fn failure(
             // The client's body broke off or was malformed (the framing guard cuts a bad
             // chunk): the backend saw an aborted request, the client gets the blame.
             tracing::info!(route = %route.name, error = %e, "client request body failed");
-            return respond::error(StatusCode::BAD_REQUEST, "malformed or truncated request body");
+            return respond::error(
+                StatusCode::BAD_REQUEST,
+                "malformed or truncated request body",
+            );
         }
         None => {}
     }

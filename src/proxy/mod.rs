@@ -187,6 +187,7 @@ fn misdirected(conn: &ConnInfo, host: Option<&str>) -> Option<&'static str> {
     let strict = conn.listener.config.tls.as_ref()?.strict_sni_host;
     let chosen = tls.sni_cert?;
     let host = host?;
-    (strict && tls.sni.cert_for(host) != chosen)
+    // A Host no certificate covers is not "another certificate's" host: leave it to routing.
+    (strict && tls.sni.cert_for(host).is_some_and(|i| Some(i) != chosen))
         .then_some("this host is not served on this TLS connection")
 }

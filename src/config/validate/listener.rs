@@ -37,7 +37,8 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &[RawListener]) -> Option<Vec<Li
             .bind
             .as_deref()
             .and_then(|b| b.trim().parse::<SocketAddr>().ok());
-        if let Some(bind) = bind {
+        // Port 0 asks the OS for a fresh port each time, so such listeners cannot clash.
+        if let Some(bind) = bind.filter(|b| b.port() != 0) {
             if let Some(first) = binds.insert(bind, i) {
                 ctx.error(
                     &join(&path, "bind"),

@@ -96,10 +96,15 @@ fn upstream(ctx: &mut Ctx<'_>, path: &str, name: &str, raw: &RawUpstream) -> Opt
 }
 
 fn servers(ctx: &mut Ctx<'_>, path: &str, raw: Option<&[RawServer]>) -> Option<Vec<ServerAddr>> {
-    let raw = raw.unwrap_or_default();
-    if raw.is_empty() {
+    let Some(raw) = raw else {
         ctx.error(path, "at least one server is required");
         return None;
+    };
+    if raw.is_empty() {
+        // Allowed on purpose (a pool emptied for maintenance, or filled later by discovery);
+        // requests routed to it get 503.
+        ctx.warning(path, "no servers: requests to this upstream get 503");
+        return Some(Vec::new());
     }
     let mut out = Some(Vec::with_capacity(raw.len()));
     for (i, server) in raw.iter().enumerate() {
@@ -206,10 +211,18 @@ mod tests {
     const SERVERS: &str = "    servers: [\"127.0.0.1:9000\"]\n";
 
     #[test]
+    fn empty_server_list_is_a_warning() {
+        let warnings = crate::config::testing::diagnostics(&with("    servers: []\n"));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].severity, crate::config::Severity::Warning);
+        assert_eq!(warnings[0].path, "upstreams.api.servers");
+        assert!(warnings[0].message.contains("503"));
+    }
+
+    #[test]
     fn upstream_messages() {
         #[rustfmt::skip]
         let cases: Vec<(String, &str, u64, &str)> = vec![
-            ("    servers: []\n".into(), "upstreams.api.servers", 9, "at least one server is required"),
             ("    balancer: round_robin\n".into(), "upstreams.api.servers", 9, "at least one server is required"),
             ("    servers: [\"backend:9000\"]\n".into(), "upstreams.api.servers[0]", 9, "is not an IP:port address"),
             ("    servers:\n      - weight: 2\n".into(), "upstreams.api.servers[0].address", 10, "missing required key \"address\""),
