@@ -155,7 +155,8 @@ fn escape_at(bytes: &[u8], i: usize) -> Result<Escape, PathError> {
     }
 }
 
-fn hex_value(b: u8) -> Option<u8> {
+/// The value of one hex digit.
+pub(crate) fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

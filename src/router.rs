@@ -245,7 +245,7 @@ fn decode_query(raw: &str) -> Cow<'_, str> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = |at: usize| bytes.get(at).and_then(|&b| hex_value(b));
+                let hex = |at: usize| bytes.get(at).and_then(|&b| crate::normalize::hex_value(b));
                 match hex(i + 1).zip(hex(i + 2)) {
                     Some((hi, lo)) => {
                         out.push((hi << 4) | lo);
@@ -259,15 +259,6 @@ fn decode_query(raw: &str) -> Cow<'_, str> {
         i += 1;
     }
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// The host part of a `Host` / `:authority` value as the router compares it: lower-cased,
