@@ -100,8 +100,13 @@ impl Server {
         drop(alive);
         self.shutdown.watcher().triggered().await;
         tracing::info!(grace = ?self.grace, "draining connections");
-        // `recv` yields None once every connection task (and accept loop) has dropped its sender.
-        match tokio::time::timeout(self.grace, all_done.recv()).await {
+        // `recv` yields None once every connection task (and accept loop) has dropped its
+        // sender; tunnels that outlive their connection task hold the shutdown instead.
+        let drained = async {
+            all_done.recv().await;
+            self.shutdown.released().await;
+        };
+        match tokio::time::timeout(self.grace, drained).await {
             Ok(_) => tracing::info!("drained"),
             Err(_) => tracing::warn!("grace period over; closing remaining connections"),
         }

@@ -1,6 +1,7 @@
 //! The running configuration as one immutable `Snapshot` behind one `ArcSwap`: router,
 //! upstream pools and listener TLS change together, and each request reads exactly one.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -25,6 +26,8 @@ pub struct ListenerTlsState {
 pub struct ListenerState {
     pub config: Listener,
     pub tls: Option<ListenerTlsState>,
+    /// WebSocket tunnels open on this listener (limit: `limits.max_tunnels`).
+    pub tunnels: AtomicUsize,
 }
 
 /// Everything the data plane reads, built once per configuration.
@@ -35,6 +38,8 @@ pub struct Snapshot {
     pub upstreams: Vec<Arc<UpstreamPool>>,
     /// Same order as `config.listeners`.
     pub listeners: Vec<Arc<ListenerState>>,
+    /// WebSocket tunnels open per route, same order as `config.routes`.
+    pub route_tunnels: Vec<AtomicUsize>,
 }
 
 impl Snapshot {
@@ -63,6 +68,7 @@ impl Snapshot {
             listeners.push(Arc::new(ListenerState {
                 config: l.clone(),
                 tls,
+                tunnels: AtomicUsize::new(0),
             }));
         }
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
@@ -82,6 +88,7 @@ impl Snapshot {
             upstreams.push(Arc::new(UpstreamPool::new(u.clone(), client)));
         }
         let router = Router::new(&config.routes);
+        let route_tunnels = config.routes.iter().map(|_| AtomicUsize::new(0)).collect();
         Ok((
             Snapshot {
                 generation,
@@ -89,6 +96,7 @@ impl Snapshot {
                 router,
                 upstreams,
                 listeners,
+                route_tunnels,
             },
             warnings,
         ))

@@ -83,6 +83,9 @@ pub struct ListenerLimits {
     pub max_headers: usize,
     /// Bytes of the request target (default: 8KiB) -> 414.
     pub max_uri_length: usize,
+    /// Concurrent WebSocket tunnels on this listener (default: 10000) -> 503 before the
+    /// upgrade. Tunnels do not count against `max_connections` once upgraded.
+    pub max_tunnels: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +98,9 @@ pub struct Http2Limits {
     pub max_local_error_reset_streams: usize,
     /// Default: 64KiB.
     pub max_header_list_size: u32,
+    /// Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441) so clients may open WebSockets
+    /// over HTTP/2 with an extended CONNECT (default: true).
+    pub enable_connect_protocol: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +114,79 @@ pub struct Route {
     pub max_body_size: Option<u64>,
     /// Which Host the backend sees (default: keep the client's).
     pub host_header: HostHeader,
+    /// WebSocket upgrades on this route.
+    pub websocket: WebSocket,
+}
+
+/// WebSocket handling of one route (`websocket:` in YAML).
+#[derive(Debug, Clone)]
+pub struct WebSocket {
+    /// Upgrades are tunnelled (default: true). Off: an HTTP/1.1 upgrade request is forwarded as
+    /// a plain request without its Upgrade header, an extended CONNECT is refused with 405.
+    pub enabled: bool,
+    /// A tunnel with no byte moving either way for this long is closed (default: 300s).
+    pub idle_timeout: Duration,
+    /// A tunnel is closed after this long whatever its traffic (default: none).
+    pub max_lifetime: Option<Duration>,
+    /// Concurrent tunnels on this route (default: none, only the listener's limit) -> 503.
+    pub max_tunnels: Option<usize>,
+    /// How long tunnels may go on once the drain starts (default: 10s), never past
+    /// `settings.grace_period`.
+    pub drain_timeout: Duration,
+    /// `Some`: Portico reads the frames and enforces the policy (default: none, a byte copy).
+    pub policy: Option<MessagePolicy>,
+}
+
+impl Default for WebSocket {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            idle_timeout: Duration::from_secs(300),
+            max_lifetime: None,
+            max_tunnels: None,
+            drain_timeout: Duration::from_secs(10),
+            policy: None,
+        }
+    }
+}
+
+/// Frame-level rules for a WebSocket route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagePolicy {
+    /// Largest message in either direction, all fragments together (default: 1MiB) -> close 1009.
+    pub max_message_size: u64,
+    /// Messages a client may send per second (default: none) -> close 1008.
+    pub messages_per_second: Option<u32>,
+    /// Origins allowed at the handshake, lower-cased, without trailing slash (default: any) -> 403.
+    pub allowed_origins: Vec<String>,
+    /// Subprotocols a client may ask for (default: any) -> 403 when none of its offers is allowed.
+    pub allowed_subprotocols: Vec<String>,
+    /// Ping a client that has sent nothing for this long (default: none).
+    pub ping_interval: Option<Duration>,
+}
+
+impl MessagePolicy {
+    /// Whether a handshake carrying `origin` (the header's text, if any) may proceed.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        if self.allowed_origins.is_empty() {
+            return true;
+        }
+        origin
+            .and_then(normalize_origin)
+            .is_some_and(|o| self.allowed_origins.contains(&o))
+    }
+}
+
+/// `https://Chat.Example.com/` -> `https://chat.example.com`; `None` when it is not an origin.
+/// The same function normalises the client's `Origin` header before comparing.
+pub fn normalize_origin(text: &str) -> Option<String> {
+    let text = text.trim();
+    let uri: http::Uri = text.parse().ok()?;
+    let scheme = uri.scheme_str()?;
+    let authority = uri.authority()?;
+    let bare = uri.path_and_query().is_none_or(|pq| pq.as_str() == "/");
+    (bare && !authority.as_str().contains('@'))
+        .then(|| format!("{scheme}://{authority}").to_ascii_lowercase())
 }
 
 /// All conditions must hold; an empty list or `None` matches anything.

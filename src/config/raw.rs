@@ -61,6 +61,7 @@ pub struct RawLimits {
     pub max_header_bytes: Option<String>,
     pub max_headers: Option<usize>,
     pub max_uri_length: Option<String>,
+    pub max_tunnels: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +71,7 @@ pub struct RawHttp2 {
     pub max_pending_accept_reset_streams: Option<usize>,
     pub max_local_error_reset_streams: Option<usize>,
     pub max_header_list_size: Option<String>,
+    pub enable_connect_protocol: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +86,28 @@ pub struct RawRoute {
     pub redirect: Option<RawRedirect>,
     pub max_body_size: Option<String>,
     pub host_header: Option<String>,
+    pub websocket: Option<RawWebSocket>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebSocket {
+    pub enabled: Option<bool>,
+    pub idle_timeout: Option<String>,
+    pub max_lifetime: Option<String>,
+    pub max_tunnels: Option<usize>,
+    pub drain_timeout: Option<String>,
+    pub policy: Option<RawWebSocketPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebSocketPolicy {
+    pub max_message_size: Option<String>,
+    pub messages_per_second: Option<u32>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub allowed_subprotocols: Option<Vec<String>>,
+    pub ping_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

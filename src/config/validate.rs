@@ -6,6 +6,7 @@ mod listener;
 mod matcher;
 mod route;
 mod upstream;
+mod websocket;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

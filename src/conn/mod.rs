@@ -67,6 +67,7 @@ pub async fn serve(
             }),
             listener: Arc::clone(&listener),
             peer,
+            shutdown: shutdown.clone(),
         };
         let io = MaybeTls::from(tls_stream);
         if h2 {
@@ -80,6 +81,7 @@ pub async fn serve(
         listener: Arc::clone(&listener),
         peer,
         tls: None,
+        shutdown: shutdown.clone(),
     };
     match sniff_h2c(&stream, listener.config.limits.header_read_timeout).await {
         Some(true) => serve_h2(stream, info, state, shutdown).await,
@@ -148,7 +150,10 @@ where
         .max_headers(limits.max_headers)
         .keep_alive(true)
         .half_close(false);
-    let conn = builder.serve_connection(TokioIo::new(guard), service(info, state));
+    // Upgrades: a WebSocket's 101 hands the stream to its tunnel task and ends this one.
+    let conn = builder
+        .serve_connection(TokioIo::new(guard), service(info, state))
+        .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -183,6 +188,10 @@ where
         .max_header_list_size(h2.max_header_list_size)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
+    if h2.enable_connect_protocol {
+        // RFC 8441: lets clients open WebSockets as extended CONNECT streams.
+        builder.enable_connect_protocol();
+    }
     let io = Tracked::new(io, activity.clone());
     let conn = builder.serve_connection(TokioIo::new(io), service(info, state));
     tokio::pin!(conn);

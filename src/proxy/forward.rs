@@ -51,7 +51,7 @@ pub async fn forward(
         pool,
         backend,
     };
-    let upstream_req = match build_request(snapshot, conn, &dest, req, &target, counter) {
+    let upstream_req = match build_request(snapshot, conn, &dest, req, &target, counter, false) {
         Ok(r) => r,
         Err(reason) => return respond::error(StatusCode::BAD_REQUEST, reason),
     };
@@ -70,21 +70,23 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
         .ok()
 }
 
-/// Rewrites the client's request into the one the backend receives.
 /// Where a request is going.
-struct Dest<'a> {
-    route: &'a Route,
-    pool: &'a UpstreamPool,
-    backend: &'a Backend,
+pub(super) struct Dest<'a> {
+    pub route: &'a Route,
+    pub pool: &'a UpstreamPool,
+    pub backend: &'a Backend,
 }
 
-fn build_request(
+/// Rewrites the client's request into the one the backend receives; `h1_only` forces the
+/// HTTP/1.1 form whatever the upstream's protocol (upgrades).
+pub(super) fn build_request(
     snapshot: &Snapshot,
     conn: &ConnInfo,
     dest: &Dest<'_>,
     req: Request<Incoming>,
     target: &Target,
     counter: Option<Arc<AtomicU64>>,
+    h1_only: bool,
 ) -> Result<Request<ProxyBody>, &'static str> {
     let Dest {
         route,
@@ -92,7 +94,7 @@ fn build_request(
         backend,
     } = *dest;
     let (mut parts, body) = req.into_parts();
-    let h2 = pool.protocol() != UpstreamProtocol::Http1;
+    let h2 = !h1_only && pool.protocol() != UpstreamProtocol::Http1;
     strip_hop_by_hop(&mut parts.headers, h2);
     let settings = &snapshot.config.settings;
     let hop = Hop {
@@ -146,7 +148,7 @@ fn build_request(
 }
 
 /// The backend's response as the client receives it.
-fn relay(response: Response<Incoming>, via: &str) -> Response<ProxyBody> {
+pub(super) fn relay(response: Response<Incoming>, via: &str) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
     add_via(&mut parts.headers, parts.version, via);
@@ -157,7 +159,7 @@ fn relay(response: Response<Incoming>, via: &str) -> Response<ProxyBody> {
 }
 
 /// Maps a backend failure to the client's answer and one log line naming route and backend.
-fn failure(
+pub(super) fn failure(
     route: &Route,
     pool: &UpstreamPool,
     backend: &Backend,

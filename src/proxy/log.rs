@@ -28,6 +28,8 @@ pub struct AccessRecord {
     pub route: Option<usize>,
     pub upstream: Option<usize>,
     pub backend: Option<SocketAddr>,
+    /// Another record (a WebSocket session's) stands for this request.
+    suppressed: bool,
 }
 
 impl AccessRecord {
@@ -49,7 +51,13 @@ impl AccessRecord {
             route: None,
             upstream: None,
             backend: None,
+            suppressed: false,
         }
+    }
+
+    /// Writes no record for this request: a WebSocket session logs its own when it ends.
+    pub fn suppress(&mut self) {
+        self.suppressed = true;
     }
 
     /// A counter for the request body's bytes, when the access log is on.
@@ -64,7 +72,7 @@ impl AccessRecord {
 
     /// Wraps the response so the record is written once its body is done.
     pub fn finish(self, response: Response<ProxyBody>) -> Response<LoggedBody> {
-        let enabled = self.snapshot.config.settings.access_log;
+        let enabled = self.snapshot.config.settings.access_log && !self.suppressed;
         let status = response.status();
         response.map(|inner| LoggedBody {
             inner,

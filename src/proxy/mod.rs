@@ -5,6 +5,7 @@ pub mod forward;
 pub mod headers;
 pub mod log;
 pub mod respond;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Set on TLS connections.
     pub tls: Option<TlsInfo>,
+    /// The drain signal, for work that outlives the request (WebSocket tunnels).
+    pub shutdown: crate::shutdown::Watcher,
 }
 
 /// The TLS facts that matter per request.
@@ -44,15 +47,21 @@ pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>
     let started = Instant::now();
     let snapshot = state.load_full();
     let mut record = AccessRecord::new(&snapshot, &conn.listener, conn.peer, &req, started);
-    let response = match prepare(conn, &req) {
+    let websocket = websocket::requested(&req);
+    let response = match prepare(conn, &req, websocket) {
         Err((status, reason)) => respond::error(status, reason),
         Ok(target) => {
+            // An RFC 8441 WebSocket is routed like the HTTP/1.1 GET it stands for.
+            let method = match websocket {
+                Some(websocket::Kind::ExtendedConnect) => &Method::GET,
+                _ => req.method(),
+            };
             let facts = RequestFacts {
                 listener: &conn.listener.config.name,
                 host: target.host.as_deref(),
                 path: &target.path,
                 query: req.uri().query(),
-                method: req.method(),
+                method,
                 headers: req.headers(),
             };
             match snapshot.router.route(&facts) {
@@ -63,7 +72,29 @@ pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>
                     if let Some(reason) = misdirected(conn, target.host.as_deref()) {
                         respond::error(StatusCode::MISDIRECTED_REQUEST, reason)
                     } else {
+                        let tunnel = websocket.filter(|_| route.websocket.enabled);
                         match &route.action {
+                            _ if websocket == Some(websocket::Kind::ExtendedConnect)
+                                && tunnel.is_none() =>
+                            {
+                                respond::error(
+                                    StatusCode::METHOD_NOT_ALLOWED,
+                                    "WebSocket is not enabled on this route",
+                                )
+                            }
+                            Action::Proxy { upstream } if tunnel.is_some() => {
+                                websocket::upgrade(
+                                    &snapshot,
+                                    conn,
+                                    index,
+                                    *upstream,
+                                    req,
+                                    target,
+                                    tunnel.unwrap_or(websocket::Kind::Upgrade),
+                                    &mut record,
+                                )
+                                .await
+                            }
                             Action::Respond {
                                 status,
                                 body,
@@ -121,14 +152,18 @@ impl Target {
 type Reject = (StatusCode, &'static str);
 
 /// Validates what hyper parsed and derives the routing target.
-fn prepare(conn: &ConnInfo, req: &Request<Incoming>) -> Result<Target, Reject> {
+fn prepare(
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+    websocket: Option<websocket::Kind>,
+) -> Result<Target, Reject> {
     let limits = &conn.listener.config.limits;
     let uri = req.uri();
     let target_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if target_len > limits.max_uri_length {
         return Err((StatusCode::URI_TOO_LONG, "request target too long"));
     }
-    if req.method() == Method::CONNECT {
+    if req.method() == Method::CONNECT && websocket.is_none() {
         return Err((StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported"));
     }
     let authority = request_authority(req)?;

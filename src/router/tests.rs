@@ -15,6 +15,7 @@ fn route(matcher: RouteMatch) -> Route {
         action: Action::Proxy { upstream: 0 },
         max_body_size: None,
         host_header: HostHeader::Keep,
+        websocket: Default::default(),
     }
 }
 

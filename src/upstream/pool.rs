@@ -36,6 +36,9 @@ pub struct UpstreamPool {
     pub backends: Vec<Arc<Backend>>,
     pub balancer: Balancer,
     tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
+    /// The TLS connector for upgrade connections, which always speak HTTP/1.1 (ALPN
+    /// `http/1.1` even when ordinary requests go over h2).
+    upgrade_tls: Option<TlsConnector>,
 }
 
 /// A response from a backend, with where it came from.
@@ -64,8 +67,18 @@ impl UpstreamPool {
             .as_ref()
             .and_then(|t| t.server_name.as_ref())
             .and_then(|n| ServerName::try_from(n.clone()).ok());
+        let upgrade_tls = tls.as_ref().map(|c| {
+            if c.alpn_protocols.iter().any(|p| p.as_slice() == b"h2") {
+                let mut h1 = (**c).clone();
+                h1.alpn_protocols = vec![b"http/1.1".to_vec()];
+                TlsConnector::from(Arc::new(h1))
+            } else {
+                TlsConnector::from(Arc::clone(c))
+            }
+        });
         let tls = tls.map(|c| (TlsConnector::from(c), server_name));
         Self {
+            upgrade_tls,
             name: config.name.clone(),
             balancer: Balancer::new(config.balancer, &weights),
             config,
@@ -98,6 +111,42 @@ impl UpstreamPool {
     ) -> Result<Sent, UpstreamError> {
         let deadline = self.config.timeouts.response;
         match tokio::time::timeout(deadline, self.send_inner(backend, req)).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::ResponseTimeout(deadline)),
+        }
+    }
+
+    /// Sends an upgrade request (WebSocket) on a fresh HTTP/1.1 connection of its own that is
+    /// never pooled, whatever the upstream's protocol. On a `101` the connection is handed over
+    /// through `hyper::upgrade::on(response)`; otherwise it closes once the response is read.
+    pub async fn upgrade(
+        &self,
+        backend: &Backend,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let deadline = self.config.timeouts.response;
+        let exchange = async {
+            let connector = self.upgrade_tls.as_ref();
+            let io = self.connect_io(backend.addr, connector).await?;
+            let (mut sender, conn) = http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(UpstreamError::Handshake)?;
+            let addr = backend.addr;
+            tokio::spawn(async move {
+                if let Err(e) = conn.with_upgrades().await {
+                    tracing::debug!(backend = %addr, error = %e, "backend upgrade connection ended");
+                }
+            });
+            sender
+                .send_request(req)
+                .await
+                .map_err(|source| UpstreamError::Request {
+                    source,
+                    reused: false,
+                })
+        };
+        match tokio::time::timeout(deadline, exchange).await {
             Ok(r) => r,
             Err(_) => Err(UpstreamError::ResponseTimeout(deadline)),
         }
@@ -156,7 +205,7 @@ impl UpstreamPool {
     }
 
     async fn connect_h1(&self, backend: &Backend) -> Result<H1Sender, UpstreamError> {
-        let io = self.connect_io(backend.addr).await?;
+        let io = self.connect_io(backend.addr, self.connector()).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
             .await
@@ -198,7 +247,7 @@ impl UpstreamPool {
     }
 
     async fn connect_h2(&self, backend: &Backend) -> Result<H2Sender, UpstreamError> {
-        let io = self.connect_io(backend.addr).await?;
+        let io = self.connect_io(backend.addr, self.connector()).await?;
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -217,8 +266,17 @@ impl UpstreamPool {
         Ok(sender)
     }
 
-    /// TCP connect under the connect timeout, then TLS when the upstream re-encrypts.
-    async fn connect_io(&self, addr: SocketAddr) -> Result<TokioIo<BackendStream>, UpstreamError> {
+    fn connector(&self) -> Option<&TlsConnector> {
+        self.tls.as_ref().map(|(c, _)| c)
+    }
+
+    /// TCP connect under the connect timeout, then TLS through `connector` when the upstream
+    /// re-encrypts.
+    async fn connect_io(
+        &self,
+        addr: SocketAddr,
+        connector: Option<&TlsConnector>,
+    ) -> Result<TokioIo<BackendStream>, UpstreamError> {
         let limit = self.config.timeouts.connect;
         let tcp = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
@@ -227,11 +285,13 @@ impl UpstreamPool {
         };
         // Small requests and responses must not wait for Nagle.
         let _ = tcp.set_nodelay(true);
-        let Some((connector, name)) = &self.tls else {
+        let Some(connector) = connector else {
             return Ok(TokioIo::new(BackendStream::Plain(tcp)));
         };
-        let name = name
-            .clone()
+        let name = self
+            .tls
+            .as_ref()
+            .and_then(|(_, name)| name.clone())
             .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
         let handshake = connector.connect(name, tcp);
         match tokio::time::timeout(limit, handshake).await {

@@ -158,7 +158,9 @@ fn limits(ctx: &mut Ctx<'_>, path: &str, raw: Option<&RawLimits>) -> Option<List
         raw.max_uri_length.as_ref(),
         8 * 1024,
     );
+    let max_tunnels = ctx.positive(&join(path, "max_tunnels"), raw.max_tunnels, 10_000);
     Some(ListenerLimits {
+        max_tunnels: max_tunnels?,
         max_connections: max_connections?,
         header_read_timeout: header_read_timeout?,
         idle_timeout: idle_timeout?,
@@ -196,6 +198,7 @@ fn http2(ctx: &mut Ctx<'_>, path: &str, raw: Option<&RawHttp2>) -> Option<Http2L
         max_pending_accept_reset_streams: max_pending_accept_reset_streams?,
         max_local_error_reset_streams: max_local_error_reset_streams?,
         max_header_list_size: max_header_list_size?,
+        enable_connect_protocol: raw.enable_connect_protocol.unwrap_or(true),
     })
 }
 
@@ -224,6 +227,7 @@ mod tests {
             (with("    tls:\n      self_signed: [\"bad host\"]\n"), "listeners[0].tls.self_signed[0]", 5, "not a valid host name"),
             (with("    tls:\n      self_signed: [localhost]\n      handshake_timeout: 0ms\n"), "listeners[0].tls.handshake_timeout", 6, "must be greater than 0"),
             (with("    limits:\n      max_connections: 0\n"), "listeners[0].limits.max_connections", 5, "must be greater than 0"),
+            (with("    limits:\n      max_tunnels: 0\n"), "listeners[0].limits.max_tunnels", 5, "must be greater than 0"),
             (with("    limits:\n      max_headers: 0\n"), "listeners[0].limits.max_headers", 5, "must be greater than 0"),
             (with("    limits:\n      max_header_bytes: lots\n"), "listeners[0].limits.max_header_bytes", 5, "invalid size \"lots\""),
             (with("    limits:\n      max_uri_length: 0\n"), "listeners[0].limits.max_uri_length", 5, "must be greater than 0"),

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::action::action;
 use super::matcher::route_match;
+use super::websocket::websocket;
 use super::{join, Ctx};
 use crate::config::diagnostic::suggest;
 use crate::config::model::{HostHeader, Route, RouteMatch};
@@ -88,7 +89,9 @@ fn route(
             None
         }
     };
+    let websocket = websocket(ctx, &join(path, "websocket"), raw.websocket.as_ref());
     Some(Route {
+        websocket: websocket?,
         name: name?.to_owned(),
         listeners: route_listeners,
         matcher: matcher?,
