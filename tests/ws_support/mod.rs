@@ -1,6 +1,6 @@
 //! WebSocket test helpers: tokio-tungstenite backends (echo with a few commands) and clients
 //! over plain TCP or TLS trusting the per-run CA, plus a Portico config around them.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::result_large_err)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

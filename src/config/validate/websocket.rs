@@ -123,6 +123,7 @@ fn policy(ctx: &mut Ctx<'_>, path: &str, raw: &RawWebSocketPolicy) -> Option<Mes
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use crate::config::model::normalize_origin;
     use crate::config::testing::{diagnostics, expect_error, valid};
