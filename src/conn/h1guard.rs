@@ -234,6 +234,17 @@ impl Core {
         }
     }
 
+    /// A tunnel (or h2) never buffers here again: an idle WebSocket must not keep the head
+    /// buffer alive for its whole life.
+    fn drop_buffer_in_tunnel(&mut self) {
+        if matches!(self.state, State::Passthrough) && self.rd == self.end && self.buf.capacity() > 0 {
+            self.buf = Vec::new();
+            self.rd = 0;
+            self.ok = 0;
+            self.end = 0;
+        }
+    }
+
     fn after_direct(&mut self, n: usize) {
         match &mut self.state {
             _ if n == 0 => self.state = State::Closed,
@@ -319,6 +330,7 @@ impl<IO: AsyncRead> AsyncRead for H1Guard<IO> {
                 continue;
             }
             if let Some(limit) = core.direct_limit() {
+                core.drop_buffer_in_tunnel();
                 let n = ready!(read_limited(this.inner.as_mut(), cx, dst, limit))?;
                 core.after_direct(n);
                 return Poll::Ready(Ok(()));

@@ -166,14 +166,14 @@ mod tests {
     fn websocket_messages() {
         #[rustfmt::skip]
         let cases: &[(&str, &str, u64, &str)] = &[
-            ("      idle_timeout: 0s\n", "routes[0].websocket.idle_timeout", 12, "must be greater than 0"),
-            ("      max_lifetime: forever\n", "routes[0].websocket.max_lifetime", 12, "invalid duration"),
-            ("      max_tunnels: 0\n", "routes[0].websocket.max_tunnels", 12, "must be greater than 0"),
-            ("      policy:\n        messages_per_second: 0\n", "routes[0].websocket.policy.messages_per_second", 13, "must be greater than 0"),
-            ("      policy:\n        max_message_size: 0\n", "routes[0].websocket.policy.max_message_size", 13, "must be greater than 0"),
-            ("      policy:\n        allowed_origins: [\"chat.example.com\"]\n", "routes[0].websocket.policy.allowed_origins[0]", 13, "is not an origin"),
-            ("      policy:\n        allowed_subprotocols: [\"a b\"]\n", "routes[0].websocket.policy.allowed_subprotocols[0]", 13, "is not a subprotocol name"),
-            ("      polcy: {}\n", "routes[0].websocket.polcy", 12, "did you mean \"policy\""),
+            ("      idle_timeout: 0s\n", "routes[0].websocket.idle_timeout", 11, "must be greater than 0"),
+            ("      max_lifetime: forever\n", "routes[0].websocket.max_lifetime", 11, "invalid duration"),
+            ("      max_tunnels: 0\n", "routes[0].websocket.max_tunnels", 11, "must be greater than 0"),
+            ("      policy:\n        messages_per_second: 0\n", "routes[0].websocket.policy.messages_per_second", 12, "must be greater than 0"),
+            ("      policy:\n        max_message_size: 0\n", "routes[0].websocket.policy.max_message_size", 12, "must be greater than 0"),
+            ("      policy:\n        allowed_origins: [\"chat.example.com\"]\n", "routes[0].websocket.policy.allowed_origins[0]", 12, "is not an origin"),
+            ("      policy:\n        allowed_subprotocols: [\"a b\"]\n", "routes[0].websocket.policy.allowed_subprotocols[0]", 12, "is not a subprotocol name"),
+            ("      polcy: {}\n", "routes[0].websocket.polcy", 11, "did you mean \"policy\""),
         ];
         for (block, path, line, needle) in cases {
             expect_error(&with(block), path, *line, needle);

@@ -447,3 +447,20 @@ async fn head_limit_is_never_below_hypers_minimum() {
         (POISON, Some(Rejection::BareLf))
     );
 }
+
+#[tokio::test]
+async fn tunnel_gives_back_the_head_buffer() {
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let mut guard = H1Guard::new(server, LIMIT);
+    let head: &[u8] =
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nabc";
+    client.write_all(head).await.unwrap();
+    let mut got = vec![0; head.len()];
+    guard.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, head);
+    client.write_all(b"def").await.unwrap();
+    let mut more = [0u8; 3];
+    guard.read_exact(&mut more).await.unwrap();
+    assert_eq!(&more, b"def");
+    assert_eq!(guard.core.buf.capacity(), 0, "idle tunnel keeps a buffer");
+}
