@@ -237,7 +237,10 @@ impl Core {
     /// A tunnel (or h2) never buffers here again: an idle WebSocket must not keep the head
     /// buffer alive for its whole life.
     fn drop_buffer_in_tunnel(&mut self) {
-        if matches!(self.state, State::Passthrough) && self.rd == self.end && self.buf.capacity() > 0 {
+        if matches!(self.state, State::Passthrough)
+            && self.rd == self.end
+            && self.buf.capacity() > 0
+        {
             self.buf = Vec::new();
             self.rd = 0;
             self.ok = 0;
