@@ -141,7 +141,16 @@ mod tests {
         assert!(config.listeners[1].tls.is_none());
 
         let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["api", "user", "health", "to-https"]);
+        assert_eq!(names, ["api", "user", "health", "to-https", "chat"]);
+        let chat = &config.routes[4].websocket;
+        assert_eq!(chat.max_tunnels, Some(5000));
+        assert_eq!(chat.max_lifetime, Some(Duration::from_secs(24 * 3600)));
+        let policy = chat.policy.as_ref().unwrap();
+        assert_eq!(policy.max_message_size, 64 * 1024);
+        assert_eq!(policy.allowed_subprotocols, ["chat.v1"]);
+        assert!(config.routes[0].websocket.policy.is_none());
+        assert_eq!(https.limits.max_tunnels, 10_000);
+        assert!(https.http2.enable_connect_protocol);
         let api = &config.routes[0];
         assert_eq!(api.listeners, ["https"]);
         assert_eq!(

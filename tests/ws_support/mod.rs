@@ -251,3 +251,34 @@ upstreams:
         leaf.key_path.display(),
     )
 }
+
+/// A client config trusting only the CA in the PEM file at `ca_pem` (ALPN http/1.1).
+pub fn trust_pem(ca_pem: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let ca = rustls::pki_types::CertificateDer::from_pem_file(ca_pem).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Connects over TLS with `config` (SNI `localhost`) and the prepared request.
+pub async fn connect_with(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    req: http::Request<()>,
+) -> Client {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let tls = TlsConnector::from(config).connect(name, tcp).await.unwrap();
+    let io: Box<dyn Io> = Box::new(tls);
+    let handshake = tokio_tungstenite::client_async_with_config(req, io, Some(unlimited()));
+    let (ws, _) = tokio::time::timeout(STEP, handshake)
+        .await
+        .expect("handshake in time")
+        .unwrap();
+    ws
+}
