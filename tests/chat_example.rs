@@ -207,6 +207,7 @@ async fn headless_chromium_sees_its_own_message() {
             .await;
         last = result["result"]["value"].clone();
         if last[1] == "chromium: hello" {
+            eprintln!("browser state: {last}");
             assert_eq!(last[0], "connected");
             drop(browser);
             return;
