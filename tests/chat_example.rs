@@ -63,7 +63,9 @@ async fn clients_see_each_others_messages() {
         clients.push(connect_with(addr, trust.clone(), req).await);
     }
     for (i, ws) in clients.iter_mut().enumerate() {
-        ws.send(Message::text(format!("client{i}: hello"))).await.unwrap();
+        ws.send(Message::text(format!("client{i}: hello")))
+            .await
+            .unwrap();
     }
     for (i, ws) in clients.iter_mut().enumerate() {
         let mut heard = Vec::new();
@@ -83,12 +85,20 @@ async fn clients_see_each_others_messages() {
 async fn the_example_refuses_foreign_origins() {
     let chat = start(true).await;
     let trust = trust_pem(&chat.dir.path().join("certs/portico-dev-ca.pem"));
-    let tcp = tokio::net::TcpStream::connect(chat.proxy.addr("https")).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(chat.proxy.addr("https"))
+        .await
+        .unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(trust).connect(name, tcp).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(trust)
+        .connect(name, tcp)
+        .await
+        .unwrap();
     let req = request(
         "wss://localhost/ws",
-        &[("origin", "https://evil.example"), ("sec-websocket-protocol", "chat")],
+        &[
+            ("origin", "https://evil.example"),
+            ("sec-websocket-protocol", "chat"),
+        ],
     );
     match tokio_tungstenite::client_async(req, tls).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
@@ -98,7 +108,9 @@ async fn the_example_refuses_foreign_origins() {
 
 /// A minimal Chrome DevTools Protocol session over the browser's WebSocket endpoint.
 struct Cdp {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
     next_id: u64,
 }
 
@@ -144,10 +156,12 @@ impl Drop for Browser {
 
 #[tokio::test]
 async fn headless_chromium_sees_its_own_message() {
-    let Some(chromium) = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
-    else {
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
         eprintln!("SKIPPED headless_chromium_sees_its_own_message: chromium is not installed (.ci/run installs it)");
         return;
     };
@@ -177,12 +191,21 @@ async fn headless_chromium_sees_its_own_message() {
             .unwrap(),
     );
     let endpoint = devtools_endpoint(browser.0.stderr.take().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(endpoint.as_str()).await.unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async(endpoint.as_str())
+        .await
+        .unwrap();
     let mut cdp = Cdp { ws, next_id: 0 };
 
-    let url = format!("https://127.0.0.1:{}/?name=chromium&auto=hello", chat.proxy.addr("https").port());
+    let url = format!(
+        "https://127.0.0.1:{}/?name=chromium&auto=hello",
+        chat.proxy.addr("https").port()
+    );
     let target = cdp
-        .call(None, "Target.createTarget", serde_json::json!({ "url": url }))
+        .call(
+            None,
+            "Target.createTarget",
+            serde_json::json!({ "url": url }),
+        )
         .await;
     let attached = cdp
         .call(

@@ -50,9 +50,12 @@ async fn handle(
             let upgrade = hyper::upgrade::on(&mut req);
             tokio::spawn(async move {
                 if let Ok(upgraded) = upgrade.await {
-                    let ws =
-                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
-                            .await;
+                    let ws = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        None,
+                    )
+                    .await;
                     member(ws, room).await;
                 }
             });
@@ -60,7 +63,10 @@ async fn handle(
                 .status(StatusCode::SWITCHING_PROTOCOLS)
                 .header(header::UPGRADE, "websocket")
                 .header(header::CONNECTION, "Upgrade")
-                .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()));
+                .header(
+                    header::SEC_WEBSOCKET_ACCEPT,
+                    derive_accept_key(key.as_bytes()),
+                );
             if offered_chat {
                 resp = resp.header(header::SEC_WEBSOCKET_PROTOCOL, "chat");
             }
