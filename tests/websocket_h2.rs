@@ -169,3 +169,28 @@ async fn connect_protocol_can_be_switched_off_per_listener() {
     let client = h2_client(proxy.addr("wss"), &ca).await;
     assert!(!client.is_extended_connect_protocol_enabled());
 }
+
+#[tokio::test]
+async fn extended_connect_needs_a_proxied_route() {
+    let ca = TestCa::new();
+    let backend = WsBackend::spawn(None).await;
+    let yaml = config(&ca, backend.addr, "", "").replace(
+        "routes:\n",
+        "routes:\n  - name: page\n    match: { path: /page }\n    respond: { body: hi }\n",
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let mut client = h2_client(proxy.addr("wss"), &ca).await;
+    let (response, _send) = client
+        .send_request(connect_request("/page"), false)
+        .unwrap();
+    let response = tokio::time::timeout(STEP, response).await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // An unknown :protocol on a WebSocket route is not tunnelled either.
+    let mut req = connect_request("/chat");
+    req.extensions_mut()
+        .insert(h2::ext::Protocol::from_static("not-websocket"));
+    let (response, _send) = client.send_request(req, false).unwrap();
+    let response = tokio::time::timeout(STEP, response).await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(backend.handshake_count(), 0);
+}

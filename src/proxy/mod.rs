@@ -74,14 +74,6 @@ pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>
                     } else {
                         let tunnel = websocket.filter(|_| route.websocket.enabled);
                         match &route.action {
-                            _ if websocket == Some(websocket::Kind::ExtendedConnect)
-                                && tunnel.is_none() =>
-                            {
-                                respond::error(
-                                    StatusCode::METHOD_NOT_ALLOWED,
-                                    "WebSocket is not enabled on this route",
-                                )
-                            }
                             Action::Proxy { upstream } if tunnel.is_some() => {
                                 websocket::upgrade(
                                     &snapshot,
@@ -94,6 +86,14 @@ pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>
                                     &mut record,
                                 )
                                 .await
+                            }
+                            // Only a proxied route can carry a tunnel; answering a CONNECT
+                            // stream with a body would be a protocol error.
+                            _ if websocket == Some(websocket::Kind::ExtendedConnect) => {
+                                respond::error(
+                                    StatusCode::METHOD_NOT_ALLOWED,
+                                    "WebSocket is not enabled on this route",
+                                )
                             }
                             Action::Respond {
                                 status,

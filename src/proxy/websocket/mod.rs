@@ -158,10 +158,12 @@ pub async fn upgrade(
                     backend_ok = b.is_ok(),
                     "WebSocket switch failed"
                 );
+                session.log(&tunnel::Outcome::failed());
                 return;
             }
             Err(_) => {
                 tracing::debug!("WebSocket switch timed out");
+                session.log(&tunnel::Outcome::failed());
                 return;
             }
         };

@@ -54,6 +54,21 @@ pub struct Outcome {
     pub closed_by: Option<&'static str>,
 }
 
+impl Outcome {
+    /// A session whose switch to a tunnel never completed (a side went away first).
+    pub fn failed() -> Self {
+        Self {
+            end: End::Error,
+            bytes_up: 0,
+            bytes_down: 0,
+            messages_up: None,
+            messages_down: None,
+            close_code: None,
+            closed_by: None,
+        }
+    }
+}
+
 /// The limits a tunnel runs under.
 pub struct Settings<'a> {
     pub websocket: &'a WebSocket,
