@@ -9,6 +9,7 @@ pub mod body;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod l4;
 pub mod listener;
 pub mod net;
 pub mod normalize;

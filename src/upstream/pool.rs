@@ -217,16 +217,24 @@ impl UpstreamPool {
         Ok(sender)
     }
 
-    /// TCP connect under the connect timeout, then TLS when the upstream re-encrypts.
-    async fn connect_io(&self, addr: SocketAddr) -> Result<TokioIo<BackendStream>, UpstreamError> {
+    /// A plain TCP connection to `addr` under the upstream's connect timeout, with Nagle off
+    /// (small requests, responses and tunnelled messages must not wait). Layer 4 tunnels use
+    /// it directly; HTTP adds TLS and a protocol on top.
+    pub async fn connect_tcp(&self, addr: SocketAddr) -> Result<TcpStream, UpstreamError> {
         let limit = self.config.timeouts.connect;
         let tcp = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
             Err(_) => return Err(UpstreamError::ConnectTimeout(limit)),
         };
-        // Small requests and responses must not wait for Nagle.
         let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    /// TCP connect under the connect timeout, then TLS when the upstream re-encrypts.
+    async fn connect_io(&self, addr: SocketAddr) -> Result<TokioIo<BackendStream>, UpstreamError> {
+        let limit = self.config.timeouts.connect;
+        let tcp = self.connect_tcp(addr).await?;
         let Some((connector, name)) = &self.tls else {
             return Ok(TokioIo::new(BackendStream::Plain(tcp)));
         };
