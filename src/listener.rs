@@ -83,18 +83,27 @@ pub async fn accept_loop(
         let watcher = shutdown.clone();
         let alive = alive.clone();
         let span = tracing::debug_span!("conn", listener = %name, peer = %peer);
-        tokio::spawn(
-            async move {
-                if layer4 {
+        // Two spawn sites, so that a Layer 4 task is not sized for an HTTP connection's
+        // (larger) future: thousands of idle tunnels pay for every byte of it.
+        if layer4 {
+            tokio::spawn(
+                async move {
                     crate::l4::serve(stream, peer, listener_index, state, watcher).await;
-                } else {
-                    crate::conn::serve(stream, peer, listener_index, state, watcher).await;
+                    drop(permit);
+                    drop(alive);
                 }
-                drop(permit);
-                drop(alive);
-            }
-            .instrument(span),
-        );
+                .instrument(span),
+            );
+        } else {
+            tokio::spawn(
+                async move {
+                    crate::conn::serve(stream, peer, listener_index, state, watcher).await;
+                    drop(permit);
+                    drop(alive);
+                }
+                .instrument(span),
+            );
+        }
     }
 }
 

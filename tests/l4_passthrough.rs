@@ -30,10 +30,20 @@ async fn setup(with_default: bool, extra: &str) -> Setup {
     let leaf_a = ca.leaf("a", &["a.test"]);
     let leaf_b = ca.leaf("b", &["b.test", "*.w.test"]);
     let leaf_f = ca.leaf("fallback", &["127.0.0.1", "other.test"]);
-    let a = EchoBackend::tls("a", leaf_a.server_config(&[])).spawn().await;
-    let b = EchoBackend::tls("b", leaf_b.server_config(&[])).spawn().await;
-    let f = EchoBackend::tls("fallback", leaf_f.server_config(&[])).spawn().await;
-    let default = if with_default { "    upstream: fallback\n" } else { "" };
+    let a = EchoBackend::tls("a", leaf_a.server_config(&[]))
+        .spawn()
+        .await;
+    let b = EchoBackend::tls("b", leaf_b.server_config(&[]))
+        .spawn()
+        .await;
+    let f = EchoBackend::tls("fallback", leaf_f.server_config(&[]))
+        .spawn()
+        .await;
+    let default = if with_default {
+        "    upstream: fallback\n"
+    } else {
+        ""
+    };
     let yaml = format!(
         r#"
 listeners:
@@ -82,15 +92,20 @@ async fn sni_picks_the_backend_whose_own_certificate_the_client_verifies() {
         ("127.0.0.1", &s.fallback.0, "fallback"),
     ];
     for (name, leaf, tag) in cases {
-        let (mut tls, cert, greeting) = tls_connect(connect(addr).await, s.ca.client_config(&[]), name)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (mut tls, cert, greeting) =
+            tls_connect(connect(addr).await, s.ca.client_config(&[]), name)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(cert, leaf.der, "{name}: the backend's own certificate");
         assert_eq!(greeting, tag, "{name}");
         tls.write_all(b"ping").await.unwrap();
         assert_eq!(read_n(&mut tls, 4).await, b"ping", "{name}");
     }
-    let counts = (s.a.1.connections(), s.b.1.connections(), s.fallback.1.connections());
+    let counts = (
+        s.a.1.connections(),
+        s.b.1.connections(),
+        s.fallback.1.connections(),
+    );
     assert_eq!(counts, (1, 2, 2));
 
     assert!(wait_until(STEP, || async { log.sessions().len() >= 5 }).await);
@@ -102,7 +117,9 @@ async fn sni_picks_the_backend_whose_own_certificate_the_client_verifies() {
     assert!(x.contains("mode=\"tls_passthrough\""), "{x}");
     assert!(x.contains("upstream=\"b\""), "{x}");
     assert!(x.contains(&format!("backend={}", s.b.1.addr)), "{x}");
-    assert!(records.iter().any(|r| r.contains("sni=\"-\"") && r.contains("upstream=\"fallback\"")));
+    assert!(records
+        .iter()
+        .any(|r| r.contains("sni=\"-\"") && r.contains("upstream=\"fallback\"")));
 }
 
 #[tokio::test]
@@ -120,10 +137,18 @@ async fn without_a_default_unknown_and_missing_sni_are_closed() {
     assert_eq!(cert, s.a.0.der);
     assert_eq!(s.fallback.1.connections(), 0);
     assert_eq!(s.b.1.connections(), 0);
-    assert!(wait_until(STEP, || async {
-        log.sessions().iter().filter(|r| r.contains("end=\"no_route\"")).count() == 2
-    })
-    .await, "{:#?}", log.sessions());
+    assert!(
+        wait_until(STEP, || async {
+            log.sessions()
+                .iter()
+                .filter(|r| r.contains("end=\"no_route\""))
+                .count()
+                == 2
+        })
+        .await,
+        "{:#?}",
+        log.sessions()
+    );
 }
 
 #[tokio::test]
@@ -135,7 +160,10 @@ async fn a_client_hello_sent_one_byte_per_segment_is_reassembled() {
     let (mut tls, cert, greeting) = tls_connect(trickle, s.ca.client_config(&[]), "x.w.test")
         .await
         .unwrap();
-    assert!(tls.get_ref().0.written() > 200, "the hello went out byte by byte");
+    assert!(
+        tls.get_ref().0.written() > 200,
+        "the hello went out byte by byte"
+    );
     assert_eq!(cert, s.b.0.der);
     assert_eq!(greeting, "b");
     tls.write_all(b"after").await.unwrap();
@@ -148,12 +176,18 @@ async fn plain_bytes_and_a_stalled_hello_are_refused() {
     let s = setup(true, "    limits: { header_read_timeout: 500ms }\n").await;
     let addr = s.proxy.addr("sni");
     let mut plain = connect(addr).await;
-    plain.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .unwrap();
     assert!(closed(&mut plain).await, "not TLS: closed");
 
     let mut stalled = connect(addr).await;
     stalled.write_all(&[22, 3, 1, 1, 0, 1, 0]).await.unwrap();
-    assert!(closed(&mut stalled).await, "a hello that never completes times out");
+    assert!(
+        closed(&mut stalled).await,
+        "a hello that never completes times out"
+    );
 
     let total = s.a.1.connections() + s.b.1.connections() + s.fallback.1.connections();
     assert_eq!(total, 0, "nothing reached a backend");
@@ -161,14 +195,20 @@ async fn plain_bytes_and_a_stalled_hello_are_refused() {
     let records = log.sessions().join("\n");
     assert!(records.contains("end=\"bad_client_hello\""), "{records}");
     assert!(records.contains("end=\"header_timeout\""), "{records}");
-    assert!(records.contains("no complete ClientHello within the header read timeout"), "{records}");
+    assert!(
+        records.contains("no complete ClientHello within the header read timeout"),
+        "{records}"
+    );
 }
 
 #[tokio::test]
 async fn proxy_headers_are_read_before_the_hello_and_sent_to_the_backend() {
     let ca = TestCa::new();
     let leaf = ca.leaf("a", &["a.test"]);
-    let backend = EchoBackend::tls("a", leaf.server_config(&[])).expect_proxy().spawn().await;
+    let backend = EchoBackend::tls("a", leaf.server_config(&[]))
+        .expect_proxy()
+        .spawn()
+        .await;
     let yaml = format!(
         r#"
 listeners:
@@ -195,8 +235,16 @@ upstreams:
     .build()
     .unwrap();
     tcp.write_all(&header).await.unwrap();
-    let (_, cert, greeting) = tls_connect(tcp, ca.client_config(&[]), "a.test").await.unwrap();
+    let (_, cert, greeting) = tls_connect(tcp, ca.client_config(&[]), "a.test")
+        .await
+        .unwrap();
     assert_eq!((cert, greeting.as_str()), (leaf.der.clone(), "a"));
     let seen = backend.proxy_headers();
-    assert_eq!(seen, [ProxySeen { source, destination: original }]);
+    assert_eq!(
+        seen,
+        [ProxySeen {
+            source,
+            destination: original
+        }]
+    );
 }

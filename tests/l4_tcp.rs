@@ -33,7 +33,11 @@ fn pool(name: &str, servers: &[SocketAddr]) -> String {
 async fn connections_are_balanced_over_two_backends_and_echo_both_ways() {
     let a = EchoBackend::plain("a").spawn().await;
     let b = EchoBackend::plain("b").spawn().await;
-    let proxy = Proxy::start(&config(&[("tcp", "app", "")], &pool("app", &[a.addr, b.addr]))).await;
+    let proxy = Proxy::start(&config(
+        &[("tcp", "app", "")],
+        &pool("app", &[a.addr, b.addr]),
+    ))
+    .await;
     let mut tags = Vec::new();
     for i in 0..4 {
         // The backend speaks first: the tunnel must not wait for the client's bytes.
@@ -50,9 +54,20 @@ async fn connections_are_balanced_over_two_backends_and_echo_both_ways() {
 #[tokio::test]
 async fn half_close_is_passed_on_and_a_closing_backend_closes_the_client() {
     let echo = EchoBackend::plain("echo").spawn().await;
-    let closer = EchoBackend::plain("bye").close_after_greeting().spawn().await;
-    let upstreams = format!("{}{}", pool("echo", &[echo.addr]), pool("closer", &[closer.addr]));
-    let proxy = Proxy::start(&config(&[("echo", "echo", ""), ("closer", "closer", "")], &upstreams)).await;
+    let closer = EchoBackend::plain("bye")
+        .close_after_greeting()
+        .spawn()
+        .await;
+    let upstreams = format!(
+        "{}{}",
+        pool("echo", &[echo.addr]),
+        pool("closer", &[closer.addr])
+    );
+    let proxy = Proxy::start(&config(
+        &[("echo", "echo", ""), ("closer", "closer", "")],
+        &upstreams,
+    ))
+    .await;
 
     // The client sends 1 MiB and half-closes; the backend sees the end, echoes everything
     // and closes its side; the client reads it all, then the end of the stream.
@@ -76,7 +91,10 @@ async fn half_close_is_passed_on_and_a_closing_backend_closes_the_client() {
 
     let (mut s, tag) = greeted(proxy.addr("closer")).await;
     assert_eq!(tag, "bye");
-    assert!(closed(&mut s).await, "backend closed, so must the client side");
+    assert!(
+        closed(&mut s).await,
+        "backend closed, so must the client side"
+    );
 }
 
 #[tokio::test]
@@ -152,7 +170,11 @@ async fn a_trusted_peers_proxy_header_names_the_client_and_others_are_data() {
     let mut s = TcpStream::connect(proxy.addr("trusted")).await.unwrap();
     s.write_all(b"no header here\r\n").await.unwrap();
     assert!(closed(&mut s).await, "refused");
-    assert_eq!(backend.connections(), 3, "the refused client reached no backend");
+    assert_eq!(
+        backend.connections(),
+        3,
+        "the refused client reached no backend"
+    );
 
     let seen: Vec<(SocketAddr, SocketAddr)> = backend
         .proxy_headers()
@@ -188,18 +210,33 @@ async fn a_trusted_peers_proxy_header_names_the_client_and_others_are_data() {
         "bytes_out=8 ".to_owned(),
         "end=\"closed\"".to_owned(),
     ] {
-        assert!(v1_record.contains(&field), "{field:?} missing in {v1_record}");
+        assert!(
+            v1_record.contains(&field),
+            "{field:?} missing in {v1_record}"
+        );
     }
-    assert!(records.iter().any(|r| r.contains("client=[2001:db8::7]:40000") && r.contains("proxy_protocol=\"v2\"")));
-    assert!(records.iter().any(|r| r.contains("end=\"bad_proxy_header\"") && r.contains("backend=-")));
+    assert!(records
+        .iter()
+        .any(|r| r.contains("client=[2001:db8::7]:40000") && r.contains("proxy_protocol=\"v2\"")));
+    assert!(records
+        .iter()
+        .any(|r| r.contains("end=\"bad_proxy_header\"") && r.contains("backend=-")));
 }
 
 #[tokio::test]
 async fn a_dead_backend_is_skipped_and_no_live_backend_closes_the_client() {
     let live = EchoBackend::plain("live").spawn().await;
     let dead = unused_addr();
-    let upstreams = format!("{}{}", pool("mixed", &[dead, live.addr]), pool("dead", &[dead]));
-    let proxy = Proxy::start(&config(&[("mixed", "mixed", ""), ("dead", "dead", "")], &upstreams)).await;
+    let upstreams = format!(
+        "{}{}",
+        pool("mixed", &[dead, live.addr]),
+        pool("dead", &[dead])
+    );
+    let proxy = Proxy::start(&config(
+        &[("mixed", "mixed", ""), ("dead", "dead", "")],
+        &upstreams,
+    ))
+    .await;
     for _ in 0..4 {
         let (_s, tag) = greeted(proxy.addr("mixed")).await;
         assert_eq!(tag, "live");
@@ -220,7 +257,11 @@ async fn a_silent_tunnel_is_closed_after_the_idle_timeout() {
     let (mut s, _) = greeted(proxy.addr("tcp")).await;
     assert!(closed(&mut s).await, "idle tunnel closed");
     assert!(wait_until(STEP, || async { !log.sessions().is_empty() }).await);
-    assert!(log.sessions()[0].contains("end=\"idle_timeout\""), "{:?}", log.sessions());
+    assert!(
+        log.sessions()[0].contains("end=\"idle_timeout\""),
+        "{:?}",
+        log.sessions()
+    );
 }
 
 #[tokio::test]
@@ -297,6 +338,10 @@ upstreams:
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("OK (0 warnings)"), "{text}");
 }

@@ -79,7 +79,8 @@ pub fn scan(buf: &[u8]) -> Result<Scan, HelloError> {
             if head[0] != HANDSHAKE_CLIENT_HELLO {
                 return Err(HelloError::NotClientHello);
             }
-            let msg_len = usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]);
+            let msg_len =
+                usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]);
             if msg_len + 4 > MAX_HELLO {
                 return Err(HelloError::TooLarge);
             }
@@ -202,7 +203,10 @@ fn host_name(raw: &[u8]) -> Result<String, HelloError> {
     if name.is_empty() || name.len() > 253 || !name.split(|&b| b == b'.').all(label_ok) {
         return Err(HelloError::BadServerName);
     }
-    Ok(name.iter().map(|b| char::from(b.to_ascii_lowercase())).collect())
+    Ok(name
+        .iter()
+        .map(|b| char::from(b.to_ascii_lowercase()))
+        .collect())
 }
 
 /// Length-prefixed reads that fail instead of panicking on short input.

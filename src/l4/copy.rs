@@ -5,6 +5,7 @@
 use std::io;
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
@@ -54,6 +55,10 @@ pub enum End {
 
 /// Runs the tunnel until both directions are done, one fails, it idles out or the drain's
 /// grace period ends. The caller drops (closes) both sockets afterwards.
+///
+/// Written against the sockets' readiness (`poll_read_ready` / `try_read`) rather than with
+/// one future per pending read: an idle tunnel then holds no buffer and only a few hundred
+/// bytes of state, however many thousands of them are open.
 pub async fn run(
     client: &TcpStream,
     backend: &TcpStream,
@@ -63,27 +68,25 @@ pub async fn run(
     counters: &Counters,
 ) -> End {
     let activity = Activity::new();
-    let up = pump(
-        client,
-        backend,
-        Side::Client,
-        &counters.client_to_backend,
-        &activity,
-    );
-    let down = pump(
-        backend,
-        client,
-        Side::Backend,
-        &counters.backend_to_client,
-        &activity,
-    );
+    let mut up = Direction::new(client, backend, Side::Client, &counters.client_to_backend);
+    let mut down = Direction::new(backend, client, Side::Backend, &counters.backend_to_client);
+    let pumps = std::future::poll_fn(|cx| {
+        let up_done = up.poll(cx, &activity)?;
+        let down_done = down.poll(cx, &activity)?;
+        if up_done.is_ready() && down_done.is_ready() {
+            Poll::Ready(Ok::<(), (Side, io::Error)>(()))
+        } else {
+            Poll::Pending
+        }
+    });
     let drained = async {
         shutdown.triggered().await;
-        tokio::time::sleep(grace).await;
+        // Boxed: the timer exists only once the drain has started.
+        Box::pin(tokio::time::sleep(grace)).await;
     };
     tokio::select! {
-        done = async { tokio::try_join!(up, down) } => match done {
-            Ok(_) => End::Closed,
+        done = pumps => match done {
+            Ok(()) => End::Closed,
             Err((side, error)) => End::Failed { side, error },
         },
         _ = activity.idle_for(idle_timeout) => End::IdleTimeout,
@@ -91,43 +94,98 @@ pub async fn run(
     }
 }
 
-/// Copies `src` to `dst` until `src` finishes sending, then half-closes `dst`.
-async fn pump(
-    src: &TcpStream,
-    dst: &TcpStream,
+/// One direction of the tunnel: what was read from `src` and not yet written to `dst`.
+struct Direction<'a> {
+    src: &'a TcpStream,
+    dst: &'a TcpStream,
     src_side: Side,
-    counter: &AtomicU64,
-    activity: &Activity,
-) -> Result<(), (Side, io::Error)> {
-    let dst_side = match src_side {
-        Side::Client => Side::Backend,
-        Side::Backend => Side::Client,
-    };
-    loop {
-        src.readable().await.map_err(|e| (src_side, e))?;
-        let mut buf = Vec::with_capacity(CHUNK);
+    counter: &'a AtomicU64,
+    /// Bytes read and not yet fully written (only while `dst` is slower than `src`).
+    unsent: Option<(Vec<u8>, usize)>,
+    /// `src` has finished sending and the end was passed on.
+    finished: bool,
+}
+
+impl<'a> Direction<'a> {
+    fn new(src: &'a TcpStream, dst: &'a TcpStream, src_side: Side, counter: &'a AtomicU64) -> Self {
+        Direction {
+            src,
+            dst,
+            src_side,
+            counter,
+            unsent: None,
+            finished: false,
+        }
+    }
+
+    fn dst_side(&self) -> Side {
+        match self.src_side {
+            Side::Client => Side::Backend,
+            Side::Backend => Side::Client,
+        }
+    }
+
+    /// Moves bytes until `src` has nothing more for now (`Pending`, with wakers registered on
+    /// the sockets) or has finished (`Ready`).
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        activity: &Activity,
+    ) -> Result<Poll<()>, (Side, io::Error)> {
+        let (src, dst, src_side, dst_side) = (self.src, self.dst, self.src_side, self.dst_side());
         loop {
-            buf.clear();
+            if let Some((buf, sent)) = &mut self.unsent {
+                while *sent < buf.len() {
+                    match dst.poll_write_ready(cx) {
+                        Poll::Pending => return Ok(Poll::Pending),
+                        Poll::Ready(r) => r.map_err(|e| (dst_side, e))?,
+                    }
+                    match dst.try_write(&buf[*sent..]) {
+                        Ok(0) => return Err((dst_side, io::ErrorKind::WriteZero.into())),
+                        Ok(n) => {
+                            *sent += n;
+                            self.counter.fetch_add(n as u64, Ordering::Relaxed);
+                            activity.touch();
+                        }
+                        // Readiness was stale; the next poll registers the waker.
+                        Err(e) if is_retry(&e) => {}
+                        Err(e) => return Err((dst_side, e)),
+                    }
+                }
+                // Written: free the buffer now rather than hold it while the tunnel idles.
+                self.unsent = None;
+            }
+            if self.finished {
+                return Ok(Poll::Ready(()));
+            }
+            match src.poll_read_ready(cx) {
+                Poll::Pending => return Ok(Poll::Pending),
+                Poll::Ready(r) => r.map_err(|e| (src_side, e))?,
+            }
+            let mut buf = Vec::with_capacity(CHUNK);
             match src.try_read_buf(&mut buf) {
                 Ok(0) => {
-                    // The peer finished sending: pass the FIN on and keep the other direction.
-                    // A peer already gone makes this fail, which the other direction reports.
+                    // The peer finished sending: pass the FIN on, keep the other direction.
+                    // A peer already gone makes this fail; the other direction reports that.
                     let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
-                    return Ok(());
+                    self.finished = true;
                 }
-                Ok(n) => {
+                Ok(_) => {
                     activity.touch();
-                    write_all(dst, &buf[..n]).await.map_err(|e| (dst_side, e))?;
-                    activity.touch();
-                    counter.fetch_add(n as u64, Ordering::Relaxed);
+                    self.unsent = Some((buf, 0));
                 }
-                // Nothing more for now: drop the buffer before waiting again.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_retry(&e) => {}
                 Err(e) => return Err((src_side, e)),
             }
         }
     }
+}
+
+fn is_retry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }
 
 /// Writes all of `data`, waiting for the socket to accept more as needed.
@@ -137,11 +195,7 @@ pub async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
         match dst.try_write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_retry(&e) => {}
             Err(e) => return Err(e),
         }
     }

@@ -35,6 +35,9 @@ use proxy_protocol::{Parsed, ProxyHeaderError};
 const CONNECT_ATTEMPTS: usize = 3;
 /// Bytes asked of the socket per read while waiting for a header.
 const HEADER_READ: usize = 2048;
+/// What the handshake waits for, in messages.
+const PROXY_HEADER: &str = "PROXY header";
+const CLIENT_HELLO: &str = "ClientHello";
 
 /// Why a Layer 4 connection was refused or broke before its tunnel started.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +111,15 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let mut session = Session::new(&config.name, config.mode.name(), peer);
     let counters = Counters::default();
-    let outcome = tunnel(&mut stream, &snapshot, config, &mut session, &counters, shutdown).await;
+    let outcome = tunnel(
+        &mut stream,
+        &snapshot,
+        config,
+        &mut session,
+        &counters,
+        shutdown,
+    )
+    .await;
     if snapshot.config.settings.access_log {
         session.log(&counters, &outcome);
     }
@@ -124,7 +135,7 @@ async fn tunnel(
 ) -> Result<End, L4Error> {
     let mut destination = stream.local_addr().unwrap_or(session.peer);
     let mut early = Vec::new();
-    let mut stage = "PROXY header";
+    let mut stage = PROXY_HEADER;
     let handshake = handshake(
         stream,
         listener,
@@ -133,37 +144,38 @@ async fn tunnel(
         &mut destination,
         &mut stage,
     );
-    let waited = tokio::time::timeout(listener.limits.header_read_timeout, handshake).await;
+    // The handshake and connect phases are boxed: their futures are large and short-lived,
+    // and inline they would enlarge every tunnel's task for its whole life.
+    let limit = listener.limits.header_read_timeout;
+    let waited = Box::pin(tokio::time::timeout(limit, handshake)).await;
     let upstream = waited.map_err(|_| L4Error::Timeout(stage))??;
-    let pool = snapshot
-        .upstreams
-        .get(upstream)
-        .ok_or(L4Error::Upstream {
-            upstream: format!("#{upstream}"),
-            source: UpstreamError::NoBackend,
-        })?;
-    session.upstream = Some(pool.name.clone());
-    let (backend, addr) = connect(pool).await.map_err(|source| L4Error::Upstream {
-        upstream: pool.name.clone(),
-        source,
+    let pool = snapshot.upstreams.get(upstream).ok_or(L4Error::Upstream {
+        upstream: format!("#{upstream}"),
+        source: UpstreamError::NoBackend,
     })?;
+    session.upstream = Some(pool.name.clone());
+    let (backend, addr) = Box::pin(connect(pool))
+        .await
+        .map_err(|source| L4Error::Upstream {
+            upstream: pool.name.clone(),
+            source,
+        })?;
     session.backend = Some(addr);
+    let mut prelude = Vec::new();
     if listener.proxy_protocol.send_v2 {
-        let header = proxy_protocol::v2_header(session.client, destination);
-        copy::write_all(&backend, &header)
-            .await
-            .map_err(L4Error::BackendWrite)?;
+        prelude = proxy_protocol::v2_header(session.client, destination);
     }
     // What the client sent while the upstream was chosen (the ClientHello, or payload that
     // followed a PROXY header) goes first, exactly as received.
-    copy::write_all(&backend, &early)
+    prelude.extend_from_slice(&early);
+    Box::pin(copy::write_all(&backend, &prelude))
         .await
         .map_err(L4Error::BackendWrite)?;
     counters
         .client_to_backend
         .fetch_add(early.len() as u64, Ordering::Relaxed);
-    // The tunnel may live for hours: it must not keep the header buffer.
-    drop(early);
+    // The tunnel may live for hours: it must not keep the header buffers.
+    drop((early, prelude));
     let grace = snapshot.config.settings.grace_period;
     let idle = listener.limits.idle_timeout;
     Ok(copy::run(stream, &backend, idle, grace, shutdown, counters).await)
@@ -186,13 +198,17 @@ async fn handshake(
         .iter()
         .any(|net| net.contains(&peer_ip))
     {
-        *stage = "PROXY header";
-        let header = read_until(stream, early, proxy_protocol::MAX_HEADER, *stage, |buf| {
-            match proxy_protocol::parse(buf)? {
+        *stage = PROXY_HEADER;
+        let header = read_until(
+            stream,
+            early,
+            proxy_protocol::MAX_HEADER,
+            PROXY_HEADER,
+            |buf| match proxy_protocol::parse(buf)? {
                 Parsed::Header(h) => Ok(Some(h)),
                 Parsed::Incomplete => Ok(None),
-            }
-        })
+            },
+        )
         .await?;
         early.drain(..header.len);
         session.proxy_version = Some(header.version);
@@ -206,10 +222,14 @@ async fn handshake(
     match &listener.mode {
         ListenerMode::Tcp { upstream } => Ok(*upstream),
         ListenerMode::TlsPassthrough(routes) => {
-            *stage = "ClientHello";
-            let sni = read_until(stream, early, client_hello::MAX_BUFFERED, *stage, |buf| {
-                Ok(passthrough::sni_so_far(buf)?)
-            })
+            *stage = CLIENT_HELLO;
+            let sni = read_until(
+                stream,
+                early,
+                client_hello::MAX_BUFFERED,
+                CLIENT_HELLO,
+                |buf| Ok(passthrough::sni_so_far(buf)?),
+            )
             .await?;
             let upstream = passthrough::pick(routes, sni.as_deref());
             session.sni = sni;

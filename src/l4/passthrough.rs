@@ -55,8 +55,16 @@ mod tests {
         assert_eq!(pick(&r, Some("y.deep.test")), Some(1));
         assert_eq!(pick(&r, Some("b.c.deep.test")), Some(1));
         assert_eq!(pick(&r, Some("b.test")), Some(2));
-        assert_eq!(pick(&r, Some("deep.test")), Some(2), "*.test covers deep.test");
-        assert_eq!(pick(&r, Some("test")), Some(9), "a wildcard never matches its own base");
+        assert_eq!(
+            pick(&r, Some("deep.test")),
+            Some(2),
+            "*.test covers deep.test"
+        );
+        assert_eq!(
+            pick(&r, Some("test")),
+            Some(9),
+            "a wildcard never matches its own base"
+        );
         assert_eq!(pick(&r, Some("other.example")), Some(9));
         assert_eq!(pick(&r, None), Some(9));
     }

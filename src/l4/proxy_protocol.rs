@@ -63,11 +63,17 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
     let (source, destination) = match h.addresses {
         ppp::v1::Addresses::Tcp4(a) => (
             Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-            Some(SocketAddr::new(a.destination_address.into(), a.destination_port)),
+            Some(SocketAddr::new(
+                a.destination_address.into(),
+                a.destination_port,
+            )),
         ),
         ppp::v1::Addresses::Tcp6(a) => (
             Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-            Some(SocketAddr::new(a.destination_address.into(), a.destination_port)),
+            Some(SocketAddr::new(
+                a.destination_address.into(),
+                a.destination_port,
+            )),
         ),
         ppp::v1::Addresses::Unknown => (None, None),
     };
@@ -95,11 +101,17 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
     let (source, destination) = match (h.command, h.addresses) {
         (Command::Proxy, v2::Addresses::IPv4(a)) => (
             Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-            Some(SocketAddr::new(a.destination_address.into(), a.destination_port)),
+            Some(SocketAddr::new(
+                a.destination_address.into(),
+                a.destination_port,
+            )),
         ),
         (Command::Proxy, v2::Addresses::IPv6(a)) => (
             Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-            Some(SocketAddr::new(a.destination_address.into(), a.destination_port)),
+            Some(SocketAddr::new(
+                a.destination_address.into(),
+                a.destination_port,
+            )),
         ),
         _ => (None, None),
     };
@@ -204,14 +216,28 @@ mod tests {
     fn partial_headers_wait_and_garbage_or_oversize_is_refused() {
         let full = v2_header(addr("198.51.100.9:40000"), addr("10.0.0.1:443"));
         for cut in 0..full.len() {
-            assert_eq!(parse(&full[..cut]).unwrap(), Parsed::Incomplete, "v2 cut {cut}");
+            assert_eq!(
+                parse(&full[..cut]).unwrap(),
+                Parsed::Incomplete,
+                "v2 cut {cut}"
+            );
         }
         let v1 = b"PROXY TCP4 203.0.113.7 192.0.2.1 51000 443\r\n";
         for cut in 0..v1.len() {
-            assert_eq!(parse(&v1[..cut]).unwrap(), Parsed::Incomplete, "v1 cut {cut}");
+            assert_eq!(
+                parse(&v1[..cut]).unwrap(),
+                Parsed::Incomplete,
+                "v1 cut {cut}"
+            );
         }
-        assert!(matches!(parse(b"GET / HTTP/1.1\r\n"), Err(ProxyHeaderError::V1(_))));
-        assert!(matches!(parse(b"PROXY TCP9 x\r\n"), Err(ProxyHeaderError::V1(_))));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\n"),
+            Err(ProxyHeaderError::V1(_))
+        ));
+        assert!(matches!(
+            parse(b"PROXY TCP9 x\r\n"),
+            Err(ProxyHeaderError::V1(_))
+        ));
         let mut huge = v2::PROTOCOL_PREFIX.to_vec();
         huge.extend([0x21, 0x11, 0x10, 0x00]);
         assert!(matches!(parse(&huge), Err(ProxyHeaderError::TooLarge)));

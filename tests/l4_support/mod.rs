@@ -94,7 +94,11 @@ impl EchoBackend {
         }
     }
 
-    async fn handle(&self, mut stream: TcpStream, seen: Arc<Mutex<Vec<ProxySeen>>>) -> io::Result<()> {
+    async fn handle(
+        &self,
+        mut stream: TcpStream,
+        seen: Arc<Mutex<Vec<ProxySeen>>>,
+    ) -> io::Result<()> {
         if self.expect_proxy {
             let header = read_proxy_v2(&mut stream).await?;
             seen.lock().unwrap().push(header);
@@ -179,7 +183,9 @@ pub async fn read_line<S: AsyncRead + Unpin>(s: &mut S) -> String {
             line.push(byte[0]);
         }
     };
-    tokio::time::timeout(STEP, read).await.expect("line within the deadline");
+    tokio::time::timeout(STEP, read)
+        .await
+        .expect("line within the deadline");
     String::from_utf8(line).unwrap()
 }
 
@@ -220,7 +226,11 @@ pub async fn tls_connect<IO>(
     io: IO,
     config: Arc<rustls::ClientConfig>,
     name: &str,
-) -> io::Result<(tokio_rustls::client::TlsStream<IO>, CertificateDer<'static>, String)>
+) -> io::Result<(
+    tokio_rustls::client::TlsStream<IO>,
+    CertificateDer<'static>,
+    String,
+)>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -263,13 +273,21 @@ impl Trickle {
 }
 
 impl AsyncRead for Trickle {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Trickle {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.written < this.slow {
             let pause = this
@@ -280,7 +298,11 @@ impl AsyncWrite for Trickle {
             }
             this.pause = None;
         }
-        let limit = if this.written < this.single { 1 } else { buf.len() };
+        let limit = if this.written < this.single {
+            1
+        } else {
+            buf.len()
+        };
         let polled = Pin::new(&mut this.inner).poll_write(cx, &buf[..limit.min(buf.len())]);
         if let Poll::Ready(Ok(n)) = &polled {
             this.written += n;
@@ -296,7 +318,6 @@ impl AsyncWrite for Trickle {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
-
 
 /// Collects Portico's `portico::l4` records for the current thread (use a current-thread
 /// runtime so the proxy's tasks log on it).

@@ -202,7 +202,13 @@ pub(super) fn proxy_protocol(
         }
     };
     let mut accept_from = Vec::new();
-    for (i, text) in pp.accept_from.as_deref().unwrap_or_default().iter().enumerate() {
+    for (i, text) in pp
+        .accept_from
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         match parse_net(text) {
             Some(net) => accept_from.push(net),
             None => {
@@ -230,7 +236,9 @@ pub(super) fn misplaced_keys(ctx: &mut Ctx<'_>, path: &str, raw: &RawListener, k
             if raw.upstream.is_some() {
                 say(
                     "upstream",
-                    format!("`upstream` {layer4} (HTTP listeners reach upstreams through `routes`)"),
+                    format!(
+                        "`upstream` {layer4} (HTTP listeners reach upstreams through `routes`)"
+                    ),
                 );
             }
             if raw.sni.is_some() {

@@ -98,7 +98,12 @@ fn listener(
     } else {
         Duration::from_secs(60)
     };
-    let limits = limits(ctx, &join(path, "limits"), raw.limits.as_ref(), idle_default);
+    let limits = limits(
+        ctx,
+        &join(path, "limits"),
+        raw.limits.as_ref(),
+        idle_default,
+    );
     let http2 = http2(ctx, &join(path, "http2"), raw.http2.as_ref());
     kind?;
     Some(Listener {

@@ -120,7 +120,11 @@ fn bytes_after_the_hello_are_ignored() {
 #[test]
 fn hand_made_hellos() {
     let complete = |ext: Option<&[u8]>| scan(&record(&hello_message(ext)));
-    assert_eq!(complete(None), Ok(Scan::Complete(None)), "no extensions block");
+    assert_eq!(
+        complete(None),
+        Ok(Scan::Complete(None)),
+        "no extensions block"
+    );
     assert_eq!(complete(Some(&[])), Ok(Scan::Complete(None)));
     let upper = sni_extension(&[(0, b"WWW.Example.TEST.")]);
     assert_eq!(
@@ -150,7 +154,14 @@ fn malformed_and_foreign_input_is_refused() {
         bad(&twice),
         Err(HelloError::Malformed("two server_name extensions"))
     );
-    for name in [&b"bad name"[..], b"", b".", b"a..b", b"caf\xc3\xa9.test", &[b'a'; 64]] {
+    for name in [
+        &b"bad name"[..],
+        b"",
+        b".",
+        b"a..b",
+        b"caf\xc3\xa9.test",
+        &[b'a'; 64],
+    ] {
         assert_eq!(
             bad(&sni_extension(&[(0, name)])),
             Err(HelloError::BadServerName),
@@ -180,7 +191,10 @@ fn malformed_and_foreign_input_is_refused() {
         scan(&[22, 3, 1, 0x40, 1]),
         Err(HelloError::Malformed("bad record length"))
     );
-    assert_eq!(scan(&[22, 3, 1, 0, 4, 1, 0, 0x40, 0]), Err(HelloError::TooLarge));
+    assert_eq!(
+        scan(&[22, 3, 1, 0, 4, 1, 0, 0x40, 0]),
+        Err(HelloError::TooLarge)
+    );
     // A record with the message header only, claiming more than it will ever hold.
     assert_eq!(scan(&[22, 3, 1, 0, 4, 1, 0, 1, 0]), Ok(Scan::Incomplete));
     // A handshake message whose fields overrun its own length.

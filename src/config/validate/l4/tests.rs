@@ -106,7 +106,10 @@ fn passthrough_listener_builds_its_sni_table() {
         std::time::Duration::from_secs(600),
         "Layer 4 idle default"
     );
-    assert!(matches!(config.listeners[1].mode, ListenerMode::Tcp { upstream: 0 }));
+    assert!(matches!(
+        config.listeners[1].mode,
+        ListenerMode::Tcp { upstream: 0 }
+    ));
     assert!(!config.listeners[1].proxy_protocol.send_v2);
 }
 
@@ -118,6 +121,7 @@ fn mode_defaults_to_http() {
         config.listeners[0].limits.idle_timeout,
         std::time::Duration::from_secs(60)
     );
-    let (config, _) = valid("listeners:\n  - name: web\n    bind: 127.0.0.1:8080\n    mode: http\n");
+    let (config, _) =
+        valid("listeners:\n  - name: web\n    bind: 127.0.0.1:8080\n    mode: http\n");
     assert_eq!(config.listeners[0].mode.name(), "http");
 }
