@@ -149,10 +149,13 @@ async fn tunnel(
     let limit = listener.limits.header_read_timeout;
     let waited = Box::pin(tokio::time::timeout(limit, handshake)).await;
     let upstream = waited.map_err(|_| L4Error::Timeout(stage))??;
-    let pool = snapshot.upstreams.get(upstream).ok_or(L4Error::Upstream {
-        upstream: format!("#{upstream}"),
-        source: UpstreamError::NoBackend,
-    })?;
+    let pool = snapshot
+        .upstreams
+        .get(upstream)
+        .ok_or_else(|| L4Error::Upstream {
+            upstream: format!("#{upstream}"),
+            source: UpstreamError::NoBackend,
+        })?;
     session.upstream = Some(pool.name.clone());
     let (backend, addr) = Box::pin(connect(pool))
         .await
@@ -161,19 +164,22 @@ async fn tunnel(
             source,
         })?;
     session.backend = Some(addr);
-    let mut prelude = Vec::new();
-    if listener.proxy_protocol.send_v2 {
-        prelude = proxy_protocol::v2_header(session.client, destination);
-    }
     // What the client sent while the upstream was chosen (the ClientHello, or payload that
-    // followed a PROXY header) goes first, exactly as received.
-    prelude.extend_from_slice(&early);
+    // followed a PROXY header) goes first, exactly as received, after our own PROXY header.
+    let from_client = early.len() as u64;
+    let prelude = if listener.proxy_protocol.send_v2 {
+        let mut header = proxy_protocol::v2_header(session.client, destination);
+        header.extend_from_slice(&early);
+        header
+    } else {
+        std::mem::take(&mut early)
+    };
     Box::pin(copy::write_all(&backend, &prelude))
         .await
         .map_err(L4Error::BackendWrite)?;
     counters
         .client_to_backend
-        .fetch_add(early.len() as u64, Ordering::Relaxed);
+        .fetch_add(from_client, Ordering::Relaxed);
     // The tunnel may live for hours: it must not keep the header buffers.
     drop((early, prelude));
     let grace = snapshot.config.settings.grace_period;
@@ -210,7 +216,8 @@ async fn handshake(
             },
         )
         .await?;
-        early.drain(..header.len);
+        // `len` counts bytes of `early`; `min` only keeps a parser bug from panicking here.
+        early.drain(..header.len.min(early.len()));
         session.proxy_version = Some(header.version);
         if let Some(source) = header.source {
             session.client = source;
