@@ -3,12 +3,15 @@
 //! Request lifecycle: `listener` accepts -> `conn` (TLS handshake, ALPN, hyper with limits,
 //! strict HTTP/1 framing guard) -> `proxy::handle` (one `state::Snapshot`, validate,
 //! `normalize`, `router`, action) -> `proxy::forward` (header rules, `upstream` balancer and
-//! pool) -> response streamed back, one access record. See docs/architecture.md.
+//! pool) -> response streamed back, one access record. Layer 4 listeners go from `listener`
+//! to `l4` instead: TCP tunnels, or TLS routed by SNI without decrypting. See
+//! docs/architecture.md.
 
 pub mod body;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod l4;
 pub mod listener;
 pub mod net;
 pub mod normalize;

@@ -1,5 +1,6 @@
 //! Binding listening sockets and the accept loop: a connection limit per listener, backoff
-//! on accept errors (EMFILE must not spin), one task per connection.
+//! on accept errors (EMFILE must not spin), one task per connection, handed to HTTP (`conn`)
+//! or Layer 4 (`l4`) by the listener's mode.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +48,11 @@ pub async fn accept_loop(
     alive: tokio::sync::mpsc::Sender<()>,
 ) {
     let limit = Arc::new(Semaphore::new(max_connections));
+    // The one dispatch by mode; a listener's mode never changes while it stays bound.
+    let layer4 = state
+        .load()
+        .listener(listener_index)
+        .is_some_and(|l| l.config.mode.is_layer4());
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
@@ -77,14 +83,27 @@ pub async fn accept_loop(
         let watcher = shutdown.clone();
         let alive = alive.clone();
         let span = tracing::debug_span!("conn", listener = %name, peer = %peer);
-        tokio::spawn(
-            async move {
-                crate::conn::serve(stream, peer, listener_index, state, watcher).await;
-                drop(permit);
-                drop(alive);
-            }
-            .instrument(span),
-        );
+        // Two spawn sites, so that a Layer 4 task is not sized for an HTTP connection's
+        // (larger) future: thousands of idle tunnels pay for every byte of it.
+        if layer4 {
+            tokio::spawn(
+                async move {
+                    crate::l4::serve(stream, peer, listener_index, state, watcher).await;
+                    drop(permit);
+                    drop(alive);
+                }
+                .instrument(span),
+            );
+        } else {
+            tokio::spawn(
+                async move {
+                    crate::conn::serve(stream, peer, listener_index, state, watcher).await;
+                    drop(permit);
+                    drop(alive);
+                }
+                .instrument(span),
+            );
+        }
     }
 }
 

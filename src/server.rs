@@ -45,6 +45,7 @@ impl Server {
             tracing::info!(
                 listener = %l.name,
                 %addr,
+                mode = l.mode.name(),
                 tls = l.tls.is_some(),
                 "listening"
             );

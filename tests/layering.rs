@@ -13,7 +13,7 @@ fn level(module: &str) -> Option<u8> {
         "tls" | "upstream" => 2,
         // `error` gathers startup failures of config, TLS and binding, so it sits above them.
         "state" | "error" => 3,
-        "proxy" => 4,
+        "proxy" | "l4" => 4,
         "conn" | "listener" => 5,
         "server" => 7,
         _ => return None,

@@ -1,6 +1,7 @@
 //! The validated, immutable configuration: what the rest of Portico reads.
 //! Built only by `config::validate`; every default is already applied, every reference resolved.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,10 +44,62 @@ pub struct Settings {
 pub struct Listener {
     pub name: String,
     pub bind: SocketAddr,
-    /// `None`: plain HTTP (HTTP/1.1 and prior-knowledge h2c).
+    /// HTTP (the default) or one of the Layer 4 modes.
+    pub mode: ListenerMode,
+    /// `None`: plain HTTP (HTTP/1.1 and prior-knowledge h2c). Always `None` for Layer 4.
     pub tls: Option<ListenerTls>,
     pub limits: ListenerLimits,
     pub http2: Http2Limits,
+    /// PROXY protocol towards backends and from trusted peers (Layer 4 only; off by default).
+    pub proxy_protocol: ProxyProtocol,
+}
+
+/// What a listener does with the connections it accepts (`mode:` in YAML).
+#[derive(Debug, Clone, Default)]
+pub enum ListenerMode {
+    /// Terminate HTTP (and TLS when configured) and route each request (the default).
+    #[default]
+    Http,
+    /// Tunnel every connection's bytes to one upstream without looking at them.
+    Tcp { upstream: usize },
+    /// Read the TLS ClientHello's SNI without decrypting and tunnel to the upstream it selects.
+    TlsPassthrough(SniRoutes),
+}
+
+impl ListenerMode {
+    /// The YAML spelling, for logs and messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ListenerMode::Http => "http",
+            ListenerMode::Tcp { .. } => "tcp",
+            ListenerMode::TlsPassthrough(_) => "tls_passthrough",
+        }
+    }
+
+    pub fn is_layer4(&self) -> bool {
+        !matches!(self, ListenerMode::Http)
+    }
+}
+
+/// SNI -> upstream index for a `tls_passthrough` listener.
+#[derive(Debug, Clone, Default)]
+pub struct SniRoutes {
+    /// Lower-case names without a trailing dot.
+    pub exact: HashMap<String, usize>,
+    /// `*.example.com` stored as `.example.com`, longest first so the most specific wins.
+    pub suffixes: Vec<(String, usize)>,
+    /// For a ClientHello without SNI or with one no entry matches; `None`: close it.
+    pub default: Option<usize>,
+}
+
+/// PROXY protocol settings of a Layer 4 listener (`proxy_protocol:` in YAML).
+#[derive(Debug, Clone, Default)]
+pub struct ProxyProtocol {
+    /// Start every backend connection with a PROXY v2 header (default: false).
+    pub send_v2: bool,
+    /// Peers that must start with a PROXY v1 or v2 header, whose source address is then taken
+    /// as the client's (default: none). Other peers' bytes are never parsed as a header.
+    pub accept_from: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,9 +126,11 @@ pub struct CertPair {
 pub struct ListenerLimits {
     /// Concurrent connections accepted (default: 10000).
     pub max_connections: usize,
-    /// Time allowed to receive a request's header section (default: 10s).
+    /// Time allowed to receive a request's header section (default: 10s). Layer 4: time
+    /// allowed for the PROXY header and the ClientHello.
     pub header_read_timeout: Duration,
-    /// Keep-alive idle time between requests (default: 60s).
+    /// Keep-alive idle time between requests (default: 60s). Layer 4: a tunnel in which no
+    /// byte moved either way for this long is closed (default: 10m).
     pub idle_timeout: Duration,
     /// Bytes of request line + headers (default: 64KiB) -> 431.
     pub max_header_bytes: usize,

@@ -31,9 +31,21 @@ pub struct RawSettings {
 pub struct RawListener {
     pub name: Option<String>,
     pub bind: Option<String>,
+    pub mode: Option<String>,
     pub tls: Option<RawListenerTls>,
     pub limits: Option<RawLimits>,
     pub http2: Option<RawHttp2>,
+    /// Layer 4 listeners only (`mode: tcp` / `tls_passthrough`).
+    pub upstream: Option<String>,
+    pub sni: Option<OrderedMap<String>>,
+    pub proxy_protocol: Option<RawProxyProtocol>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxyProtocol {
+    pub send: Option<String>,
+    pub accept_from: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

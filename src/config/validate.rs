@@ -2,6 +2,7 @@
 //! problem found (never only the first), each with its key path and line:column.
 
 mod action;
+mod l4;
 mod listener;
 mod matcher;
 mod route;
@@ -190,14 +191,11 @@ pub fn validate(
     let raw_routes = raw.routes.unwrap_or_default();
     let raw_upstreams = raw.upstreams.unwrap_or_default().0;
 
-    let listeners = listener::listeners(&mut ctx, &raw_listeners);
-    let listener_names: Vec<&str> = raw_listeners
-        .iter()
-        .filter_map(|l| l.name.as_deref())
-        .collect();
+    let listeners = listener::listeners(&mut ctx, &raw_listeners, &raw_upstreams);
+    let names = route::ListenerNames::new(&raw_listeners);
     let upstream_names: Vec<&str> = raw_upstreams.iter().map(|(n, _)| n.as_str()).collect();
-    let routes = route::routes(&mut ctx, &raw_routes, &listener_names, &upstream_names);
-    let upstreams = upstream::upstreams(&mut ctx, &raw_upstreams, &raw_routes);
+    let routes = route::routes(&mut ctx, &raw_routes, &names, &upstream_names);
+    let upstreams = upstream::upstreams(&mut ctx, &raw_upstreams, &raw_routes, &raw_listeners);
 
     let complete =
         settings.is_some() && listeners.is_some() && routes.is_some() && upstreams.is_some();
@@ -266,7 +264,7 @@ fn settings(ctx: &mut Ctx<'_>, raw: RawSettings) -> Option<Settings> {
 }
 
 /// A CIDR range, or a bare address meaning just that host (/32 or /128).
-fn parse_net(text: &str) -> Option<IpNet> {
+pub(crate) fn parse_net(text: &str) -> Option<IpNet> {
     let text = text.trim();
     if let Ok(net) = text.parse::<IpNet>() {
         return Some(net.trunc());

@@ -270,6 +270,20 @@ impl UpstreamPool {
         self.tls.as_ref().map(|(c, _)| c)
     }
 
+    /// A plain TCP connection to `addr` under the upstream's connect timeout, with Nagle off
+    /// (small requests, responses and tunnelled messages must not wait). Layer 4 tunnels use
+    /// it directly; HTTP adds TLS and a protocol on top.
+    pub async fn connect_tcp(&self, addr: SocketAddr) -> Result<TcpStream, UpstreamError> {
+        let limit = self.config.timeouts.connect;
+        let tcp = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
+            Err(_) => return Err(UpstreamError::ConnectTimeout(limit)),
+        };
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
     /// TCP connect under the connect timeout, then TLS through `connector` when the upstream
     /// re-encrypts.
     async fn connect_io(
@@ -278,13 +292,7 @@ impl UpstreamPool {
         connector: Option<&TlsConnector>,
     ) -> Result<TokioIo<BackendStream>, UpstreamError> {
         let limit = self.config.timeouts.connect;
-        let tcp = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
-            Err(_) => return Err(UpstreamError::ConnectTimeout(limit)),
-        };
-        // Small requests and responses must not wait for Nagle.
-        let _ = tcp.set_nodelay(true);
+        let tcp = self.connect_tcp(addr).await?;
         let Some(connector) = connector else {
             return Ok(TokioIo::new(BackendStream::Plain(tcp)));
         };

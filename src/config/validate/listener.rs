@@ -4,14 +4,21 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::l4::{self, Kind};
 use super::matcher::parse_host;
 use super::{join, Ctx};
 use crate::config::model::{
     CertPair, HostMatch, Http2Limits, Listener, ListenerLimits, ListenerTls,
 };
-use crate::config::raw::{RawCertPair, RawHttp2, RawLimits, RawListener, RawListenerTls};
+use crate::config::raw::{
+    RawCertPair, RawHttp2, RawLimits, RawListener, RawListenerTls, RawUpstream,
+};
 
-pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &[RawListener]) -> Option<Vec<Listener>> {
+pub(super) fn listeners(
+    ctx: &mut Ctx<'_>,
+    raw: &[RawListener],
+    upstreams: &[(String, RawUpstream)],
+) -> Option<Vec<Listener>> {
     if raw.is_empty() {
         ctx.error("listeners", "at least one listener is required");
         return None;
@@ -30,7 +37,7 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &[RawListener]) -> Option<Vec<Li
                 names.insert(name, first);
             }
         }
-        let listener = listener(ctx, &path, l);
+        let listener = listener(ctx, &path, l, upstreams);
         // Checked on the raw text so a clash is found even when another key of either
         // listener is invalid.
         let bind = l
@@ -55,7 +62,12 @@ pub(super) fn listeners(ctx: &mut Ctx<'_>, raw: &[RawListener]) -> Option<Vec<Li
     out
 }
 
-fn listener(ctx: &mut Ctx<'_>, path: &str, raw: &RawListener) -> Option<Listener> {
+fn listener(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    raw: &RawListener,
+    upstreams: &[(String, RawUpstream)],
+) -> Option<Listener> {
     let name = ctx.required(path, "name", raw.name.as_ref());
     let bind = ctx
         .required(path, "bind", raw.bind.as_ref())
@@ -69,19 +81,41 @@ fn listener(ctx: &mut Ctx<'_>, path: &str, raw: &RawListener) -> Option<Listener
                 None
             }
         });
+    let kind = l4::kind(ctx, path, raw);
+    // An unknown mode is reported once; the rest is checked as for HTTP so that other
+    // mistakes still show up.
+    let checked_as = kind.unwrap_or(Kind::Http);
+    let clean = l4::misplaced_keys(ctx, path, raw, checked_as);
+    let mode = l4::mode(ctx, path, raw, checked_as, upstreams);
+    let proxy_protocol = l4::proxy_protocol(ctx, &join(path, "proxy_protocol"), raw, checked_as);
     let tls = match &raw.tls {
-        None => Some(None),
-        Some(t) => tls(ctx, &join(path, "tls"), t).map(Some),
+        Some(t) if !checked_as.is_layer4() => tls(ctx, &join(path, "tls"), t).map(Some),
+        _ => Some(None),
     };
-    let limits = limits(ctx, &join(path, "limits"), raw.limits.as_ref());
+    // Tunnels stay open far longer than keep-alive connections between requests.
+    let idle_default = if checked_as.is_layer4() {
+        Duration::from_secs(600)
+    } else {
+        Duration::from_secs(60)
+    };
+    let limits = limits(
+        ctx,
+        &join(path, "limits"),
+        raw.limits.as_ref(),
+        idle_default,
+    );
     let http2 = http2(ctx, &join(path, "http2"), raw.http2.as_ref());
+    kind?;
     Some(Listener {
         name: name?.to_owned(),
         bind: bind?,
+        mode: mode?,
         tls: tls?,
         limits: limits?,
         http2: http2?,
+        proxy_protocol: proxy_protocol?,
     })
+    .filter(|_| clean)
 }
 
 fn tls(ctx: &mut Ctx<'_>, path: &str, raw: &RawListenerTls) -> Option<ListenerTls> {
@@ -133,7 +167,12 @@ pub(super) fn cert_pair(ctx: &mut Ctx<'_>, path: &str, raw: &RawCertPair) -> Opt
     })
 }
 
-fn limits(ctx: &mut Ctx<'_>, path: &str, raw: Option<&RawLimits>) -> Option<ListenerLimits> {
+fn limits(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    raw: Option<&RawLimits>,
+    idle_default: Duration,
+) -> Option<ListenerLimits> {
     let default = RawLimits::default();
     let raw = raw.unwrap_or(&default);
     let max_connections = ctx.positive(&join(path, "max_connections"), raw.max_connections, 10_000);
@@ -145,7 +184,7 @@ fn limits(ctx: &mut Ctx<'_>, path: &str, raw: Option<&RawLimits>) -> Option<List
     let idle_timeout = ctx.duration(
         &join(path, "idle_timeout"),
         raw.idle_timeout.as_ref(),
-        Duration::from_secs(60),
+        idle_default,
     );
     let max_header_bytes = ctx.size(
         &join(path, "max_header_bytes"),

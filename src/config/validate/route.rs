@@ -9,15 +9,44 @@ use super::websocket::websocket;
 use super::{join, Ctx};
 use crate::config::diagnostic::suggest;
 use crate::config::model::{HostHeader, Route, RouteMatch};
-use crate::config::raw::RawRoute;
+use crate::config::raw::{RawListener, RawRoute};
 use crate::config::units::parse_size;
 
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 
+/// The listener names routes may refer to, and which of them are Layer 4 (routes never apply
+/// to those).
+pub(super) struct ListenerNames<'a> {
+    all: Vec<&'a str>,
+    http: Vec<&'a str>,
+    layer4: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> ListenerNames<'a> {
+    pub(super) fn new(raw: &'a [RawListener]) -> Self {
+        let mut names = ListenerNames {
+            all: Vec::new(),
+            http: Vec::new(),
+            layer4: Vec::new(),
+        };
+        for l in raw {
+            let Some(name) = l.name.as_deref() else {
+                continue;
+            };
+            names.all.push(name);
+            match l.mode.as_deref().map(str::trim) {
+                Some(mode @ ("tcp" | "tls_passthrough")) => names.layer4.push((name, mode)),
+                _ => names.http.push(name),
+            }
+        }
+        names
+    }
+}
+
 pub(super) fn routes(
     ctx: &mut Ctx<'_>,
     raw: &[RawRoute],
-    listeners: &[&str],
+    listeners: &ListenerNames<'_>,
     upstreams: &[&str],
 ) -> Option<Vec<Route>> {
     let mut names: HashMap<&str, usize> = HashMap::new();
@@ -35,7 +64,7 @@ pub(super) fn routes(
         }
         out.push(route(ctx, &path, r, listeners, upstreams));
     }
-    warn_unreachable(ctx, &out, listeners);
+    warn_unreachable(ctx, &out, &listeners.http);
     out.into_iter().collect()
 }
 
@@ -43,7 +72,7 @@ fn route(
     ctx: &mut Ctx<'_>,
     path: &str,
     raw: &RawRoute,
-    listeners: &[&str],
+    names: &ListenerNames<'_>,
     upstreams: &[&str],
 ) -> Option<Route> {
     let name = ctx.required(path, "name", raw.name.as_ref());
@@ -56,14 +85,20 @@ fn route(
         .iter()
         .enumerate()
     {
-        if listeners.contains(&l.as_str()) {
+        if let Some((_, mode)) = names.layer4.iter().find(|(n, _)| n == l) {
+            ctx.error(
+                &format!("{path}.listeners[{i}]"),
+                format!("listener {l:?} is a `mode: {mode}` listener; routes apply only to `mode: http` listeners"),
+            );
+            ok = false;
+        } else if names.all.contains(&l.as_str()) {
             if !route_listeners.contains(l) {
                 route_listeners.push(l.clone());
             }
         } else {
             ctx.error(
                 &format!("{path}.listeners[{i}]"),
-                unknown_name("listener", l, listeners),
+                unknown_name("listener", l, &names.all),
             );
             ok = false;
         }

@@ -11,18 +11,31 @@ use super::{join, Ctx};
 use crate::config::model::{
     BalancerKind, HostMatch, ServerAddr, Upstream, UpstreamProtocol, UpstreamTimeouts, UpstreamTls,
 };
-use crate::config::raw::{RawRoute, RawServer, RawTimeouts, RawUpstream, RawUpstreamTls};
+use crate::config::raw::{
+    RawListener, RawRoute, RawServer, RawTimeouts, RawUpstream, RawUpstreamTls,
+};
 
 pub(super) fn upstreams(
     ctx: &mut Ctx<'_>,
     raw: &[(String, RawUpstream)],
     routes: &[RawRoute],
+    listeners: &[RawListener],
 ) -> Option<Vec<Upstream>> {
     let mut out = Vec::with_capacity(raw.len());
     for (name, u) in raw {
         let path = format!("upstreams.{name}");
-        if !routes.iter().any(|r| r.upstream.as_ref() == Some(name)) {
-            ctx.warning(&path, format!("upstream {name:?} is not used by any route"));
+        let by_route = routes.iter().any(|r| r.upstream.as_ref() == Some(name));
+        let by_listener = listeners.iter().any(|l| {
+            l.upstream.as_ref() == Some(name)
+                || l.sni
+                    .as_ref()
+                    .is_some_and(|m| m.0.iter().any(|(_, u)| u == name))
+        });
+        if !by_route && !by_listener {
+            ctx.warning(
+                &path,
+                format!("upstream {name:?} is not used by any route or listener"),
+            );
         }
         out.push(upstream(ctx, &path, name, u));
     }
