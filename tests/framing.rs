@@ -171,3 +171,27 @@ async fn slowloris_is_dropped_after_the_header_timeout() {
     );
     assert_eq!(backend.request_count(), 0);
 }
+
+/// After a request that asked for an upgrade but got no 101, the framing guard is no longer
+/// watching: the connection must close instead of parsing a smuggled second request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_upgrade_closes_the_connection() {
+    let (backend, proxy) = setup().await;
+    let mut conn = RawConn::connect(proxy.addr("web")).await;
+    conn.send(
+        b"GET /first HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n\
+          POST /smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+          Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let rest = conn.wait_closed(Duration::from_secs(10)).await.unwrap();
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    let seen = backend.received();
+    assert!(
+        seen.iter().all(|r| r.uri != "/smuggle"),
+        "smuggled request reached the backend: {seen:?}"
+    );
+}

@@ -48,7 +48,15 @@ pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>
     let snapshot = state.load_full();
     let mut record = AccessRecord::new(&snapshot, &conn.listener, conn.peer, &req, started);
     let websocket = websocket::requested(&req);
-    let response = match prepare(conn, &req, websocket) {
+    // The strict HTTP/1 framing guard stands aside after a request that may open a tunnel
+    // (Upgrade, CONNECT). Portico tunnels only WebSockets, so any other such request closes the
+    // connection after its answer: later requests would reach hyper unchecked. A WebSocket
+    // upgrade the backend refuses keeps the connection in HTTP (issue 3 requires it); hyper
+    // still frames those requests safely, only the guard's extra strictness is off there.
+    let unguarded = websocket.is_none()
+        && req.version() < Version::HTTP_2
+        && (req.method() == Method::CONNECT || req.headers().contains_key(header::UPGRADE));
+    let mut response = match prepare(conn, &req, websocket) {
         Err((status, reason)) => respond::error(status, reason),
         Ok(target) => {
             // An RFC 8441 WebSocket is routed like the HTTP/1.1 GET it stands for.
@@ -127,6 +135,12 @@ pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>
             }
         }
     };
+    if unguarded && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            http::header::HeaderValue::from_static("close"),
+        );
+    }
     record.finish(response)
 }
 
