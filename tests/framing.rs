@@ -195,3 +195,13 @@ async fn refused_upgrade_closes_the_connection() {
         "smuggled request reached the backend: {seen:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_without_host() {
+    assert_rejected(b"GET http://x/ HTTP/1.1\r\n\r\n").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_with_two_hosts() {
+    assert_rejected(b"GET http://x/ HTTP/1.1\r\nHost: b\r\nHost: c\r\n\r\n").await;
+}

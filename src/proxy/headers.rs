@@ -87,6 +87,18 @@ pub struct Hop<'a> {
 
 /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded` for the backend.
 pub fn set_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    if !hop.trusted {
+        // Frameworks also read X-Forwarded-Port/-Prefix/-Ssl and X-Real-IP: from an untrusted
+        // peer none of them may reach the backend.
+        let forged: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| n.as_str().starts_with("x-forwarded-") || n.as_str() == "x-real-ip")
+            .cloned()
+            .collect();
+        for name in forged {
+            headers.remove(&name);
+        }
+    }
     let peer = hop.peer.to_string();
     let xff = if hop.trusted {
         joined(headers, &X_FORWARDED_FOR).map(|prior| format!("{prior}, {peer}"))

@@ -205,13 +205,17 @@ fn prepare(
 /// The authority the request names: the absolute-form or `:authority` wins over `Host`
 /// (RFC 9112 §3.2.2); HTTP/1.1 requires exactly one Host.
 fn request_authority(req: &Request<Incoming>) -> Result<Option<String>, Reject> {
-    if let Some(a) = req.uri().authority() {
-        return Ok(Some(a.as_str().to_owned()));
-    }
+    // The Host rules of RFC 9112 §3.2 hold for absolute-form requests too.
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {
         return Err((StatusCode::BAD_REQUEST, "several Host headers"));
+    }
+    if first.is_none() && req.version() == Version::HTTP_11 {
+        return Err((StatusCode::BAD_REQUEST, "HTTP/1.1 request without Host"));
+    }
+    if let Some(a) = req.uri().authority() {
+        return Ok(Some(a.as_str().to_owned()));
     }
     match first {
         Some(v) => {
@@ -221,9 +225,6 @@ fn request_authority(req: &Request<Incoming>) -> Result<Option<String>, Reject> 
             s.parse::<http::uri::Authority>()
                 .map_err(|_| (StatusCode::BAD_REQUEST, "invalid Host"))?;
             Ok(Some(s.to_owned()))
-        }
-        None if req.version() == Version::HTTP_11 => {
-            Err((StatusCode::BAD_REQUEST, "HTTP/1.1 request without Host"))
         }
         None => Ok(None),
     }

@@ -89,6 +89,24 @@ fn untrusted_peer_gets_fresh_forwarding_headers() {
 }
 
 #[test]
+fn untrusted_peer_cannot_forge_other_forwarding_headers() {
+    let mut h = map(&[
+        ("x-forwarded-port", "1"),
+        ("x-forwarded-prefix", "/admin"),
+        ("x-real-ip", "6.6.6.6"),
+        ("x-other", "kept"),
+    ]);
+    set_forwarding(&mut h, &hop(false));
+    assert!(!h.contains_key("x-forwarded-port"));
+    assert!(!h.contains_key("x-forwarded-prefix"));
+    assert!(!h.contains_key("x-real-ip"));
+    assert_eq!(h.get("x-other").unwrap(), "kept");
+    let mut h = map(&[("x-forwarded-port", "1")]);
+    set_forwarding(&mut h, &hop(true));
+    assert_eq!(h.get("x-forwarded-port").unwrap(), "1");
+}
+
+#[test]
 fn trusted_peer_is_extended() {
     let mut h = map(&[
         ("x-forwarded-for", "203.0.113.1"),
