@@ -274,3 +274,35 @@ async fn header_section_over_the_limits_is_431() {
     );
     assert_eq!(s.app.request_count(), 1);
 }
+
+/// A backend answer with both Content-Length and Transfer-Encoding: the client must get the
+/// whole chunked body, never a Content-Length that cuts it short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_content_length_with_transfer_encoding_is_dropped() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+                      5\r\nhello\r\n0\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    let yaml = format!(
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:0\"\nroutes:\n  - name: app\n    \
+         upstream: app\nupstreams:\n  app:\n    servers: [\"{backend}\"]\n"
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let resp = raw_request(proxy.addr("web"), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    assert_ne!(resp.header("content-length"), Some("3"));
+    assert_eq!(String::from_utf8_lossy(&resp.body), "hello");
+}

@@ -150,6 +150,11 @@ pub(super) fn build_request(
 /// The backend's response as the client receives it.
 pub(super) fn relay(response: Response<Incoming>, via: &str) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
+    // RFC 9112 §6.3: with Transfer-Encoding present, a received Content-Length is wrong and
+    // must not reach the client (it would make a cut-short body look complete).
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
     strip_hop_by_hop(&mut parts.headers, false);
     add_via(&mut parts.headers, parts.version, via);
     // The client's connection has its own version; hyper frames the answer for it (an
