@@ -63,6 +63,15 @@ async fn content_length_with_transfer_encoding() {
     .await;
 }
 
+/// A coding the proxy would silently drop when it re-frames the body (gzip before chunked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_coding_other_than_chunked() {
+    assert_rejected(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_content_lengths() {
     assert_rejected(

@@ -41,6 +41,7 @@ async fn setup_with(tls: bool) -> Setup {
                 sent: 100_000,
             },
         )
+        .reply("/grpc", Reply::Grpc)
         .reply(
             "/die-chunked",
             Reply::DieMidBody {
@@ -274,6 +275,32 @@ async fn grpc_trailers_pass_through_tls_h2_backend() {
     let s = setup_with(true).await;
     let mut conn = HttpConn::tls(s.proxy.addr("web"), &s.ca, Sni::Name("tls.test"), Alpn::H2).await;
     grpc_call(&mut conn, "tls.test", &s.h2tls).await;
+}
+
+/// Chunked trailers cross HTTP/1.1 hops too: `TE: trailers` and the `Trailer` field are kept,
+/// so an HTTP/1.1 backend may send them and the proxy relays them to HTTP/1.1 and h2 clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_cross_http1_hops() {
+    let s = setup().await;
+    let message = grpc_frame(b"hello trailers");
+    for mut conn in [
+        HttpConn::h1(s.proxy.addr("web")).await,
+        HttpConn::h2c(s.proxy.addr("web")).await,
+    ] {
+        let req = conn
+            .request(Method::POST, "app.test", "/grpc")
+            .header("te", "trailers")
+            .body(full(message.clone()))
+            .unwrap();
+        let resp = conn.exchange(req).await;
+        assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+        assert_eq!(resp.body, message);
+        let trailers = resp.trailers.expect("trailers reach the client");
+        assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+        let seen = s.app.last();
+        assert_eq!(seen.version, Version::HTTP_11);
+        assert_eq!(seen.headers.get("te").unwrap(), "trailers");
+    }
 }
 
 /// A backend failing mid-body must surface as an error status or a broken body, never as a

@@ -30,7 +30,7 @@ pub enum Rejection {
     ContentLengthWithTransferEncoding,
     #[error("empty, non-numeric or conflicting Content-Length")]
     BadContentLength,
-    #[error("Transfer-Encoding not ending in chunked, or on HTTP/1.0")]
+    #[error("Transfer-Encoding other than a single chunked, or on HTTP/1.0")]
     BadTransferEncoding,
     #[error("malformed chunked framing")]
     BadChunk,

@@ -95,7 +95,7 @@ pub(super) fn build_request(
     } = *dest;
     let (mut parts, body) = req.into_parts();
     let h2 = !h1_only && pool.protocol() != UpstreamProtocol::Http1;
-    strip_hop_by_hop(&mut parts.headers, h2);
+    strip_hop_by_hop(&mut parts.headers, !h1_only);
     let settings = &snapshot.config.settings;
     let hop = Hop {
         peer: conn.peer.ip(),

@@ -13,14 +13,14 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
-/// Fields that only make sense on one connection and never cross the proxy.
-fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
+/// Fields that only make sense on one connection and never cross the proxy. `Trailer` is
+/// not among them (RFC 9110 6.6.2): HTTP/1.1 senders emit only the trailer fields it names.
+fn fixed_hop_by_hop() -> [&'static HeaderName; 8] {
     [
         &header::CONNECTION,
         &KEEP_ALIVE,
         &PROXY_CONNECTION,
         &header::TE,
-        &header::TRAILER,
         &header::TRANSFER_ENCODING,
         &header::UPGRADE,
         &HTTP2_SETTINGS,
@@ -33,8 +33,8 @@ fn is_protected(name: &HeaderName) -> bool {
     name == header::HOST || name == header::CONTENT_LENGTH || name == header::CONTENT_TYPE
 }
 
-/// Removes hop-by-hop fields. `keep_te_trailers` keeps `TE: trailers`, which HTTP/2 allows
-/// and gRPC needs end to end.
+/// Removes hop-by-hop fields. `keep_te_trailers` keeps `TE: trailers` (the only TE value
+/// HTTP/2 allows, and what gRPC needs): the proxy relays trailers, so it may say so.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
     if let Some(named) = connection_named(headers) {
         for name in named {

@@ -117,6 +117,11 @@ pub(super) async fn answer(
             }));
             resp.headers_mut()
                 .insert("content-type", HeaderValue::from_static("application/grpc"));
+            // HTTP/1.1 senders emit only the trailer fields announced here (RFC 9110 6.6.2).
+            resp.headers_mut().insert(
+                "trailer",
+                HeaderValue::from_static("grpc-status, grpc-message"),
+            );
             resp
         }
         Reply::DieMidBody { announced, sent } => {

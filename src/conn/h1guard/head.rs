@@ -84,9 +84,12 @@ pub(super) fn framing(head: &[u8], lines: usize) -> Result<State, Rejection> {
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             has_te = true;
             for coding in field.value.split(|&b| b == b',').map(trim_ows) {
-                // Nothing may follow chunked (RFC 9112 6.1); empty elements are refused, not guessed at.
-                bad_te |= coding.is_empty() || chunked_last;
-                chunked_last = coding.eq_ignore_ascii_case(b"chunked");
+                // Nothing may follow chunked (RFC 9112 6.1); empty elements are refused, not
+                // guessed at. Other codings (gzip, ...) are refused too: the proxy re-frames
+                // the body on the next hop, so it could not pass them on, only drop them.
+                let chunked = coding.eq_ignore_ascii_case(b"chunked");
+                bad_te |= !chunked || chunked_last;
+                chunked_last = chunked;
             }
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             upgrade = true;
@@ -175,10 +178,12 @@ mod tests {
     fn framing_follows_the_headers() {
         let fixed = decide("POST / HTTP/1.1\r\nContent-Length: 12\r\ncontent-length: 12\r\n\r\n");
         assert!(matches!(fixed, Ok(State::Fixed(12))));
-        let te = decide(
+        let te = decide("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n");
+        assert!(matches!(te, Ok(State::Chunked(_))));
+        let gzip = decide(
             "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: Chunked\r\n\r\n",
         );
-        assert!(matches!(te, Ok(State::Chunked(_))));
+        assert!(matches!(gzip, Err(Rejection::BadTransferEncoding)));
         assert!(matches!(decide("GET / HTTP/1.0\r\n\r\n"), Ok(State::Head)));
         let zero = decide("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
         assert!(matches!(zero, Ok(State::Head)));
