@@ -279,6 +279,23 @@ async fn several_set_cookie_fields_stay_separate() {
     }
 }
 
+/// HTTP/2 clients may split `Cookie` into several fields; the HTTP/1.1 backend gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_h2_cookies_reach_http1_backend_joined() {
+    let s = setup("[]").await;
+    let mut conn = HttpConn::h2c(s.proxy.addr("web")).await;
+    let req = conn
+        .request(http::Method::GET, "app.test", "/")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(full(""))
+        .unwrap();
+    assert_eq!(conn.exchange(req).await.status, 200);
+    let seen = s.backend.last();
+    let cookies: Vec<_> = seen.headers.get_all("cookie").iter().collect();
+    assert_eq!(cookies, vec!["a=1; b=2"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_response_has_length_but_no_body() {
     let s = setup("[]").await;

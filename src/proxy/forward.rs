@@ -9,7 +9,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use super::headers::{add_via, set_forwarding, strip_hop_by_hop, Hop};
+use super::headers::{add_via, join_cookies, set_forwarding, strip_hop_by_hop, Hop};
 use super::log::AccessRecord;
 use super::{respond, ConnInfo, Target};
 use crate::body::{BodyError, ProxyBody};
@@ -138,6 +138,7 @@ pub(super) fn build_request(
             .map_err(|_| "cannot build the upstream request target")?;
         let host = HeaderValue::from_str(&authority).map_err(|_| "invalid Host")?;
         parts.headers.insert(header::HOST, host);
+        join_cookies(&mut parts.headers);
         parts.version = Version::HTTP_11;
     }
     let body = match counter {

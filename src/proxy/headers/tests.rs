@@ -194,3 +194,14 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn split_cookies_are_joined_for_http1() {
+    let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+    join_cookies(&mut h);
+    let all: Vec<_> = h.get_all("cookie").iter().collect();
+    assert_eq!(all, vec!["a=1; b=2; c=3"]);
+    let mut one = map(&[("cookie", "a=1; b=2")]);
+    join_cookies(&mut one);
+    assert_eq!(one.get("cookie").unwrap(), "a=1; b=2");
+}
