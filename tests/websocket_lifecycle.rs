@@ -165,6 +165,43 @@ GET /plain HTTP/1.1\r\nHost: localhost\r\n\r\n",
     );
 }
 
+/// After a refused upgrade the strict framing checks still apply: a request the guard
+/// would refuse (bare LF) is not slipped past it as "tunnel" bytes.
+#[tokio::test]
+async fn refused_upgrade_cannot_smuggle_a_malformed_request() {
+    let backend = Backend::http1()
+        .route("/admin", "secret")
+        .fallback(Reply::text(400, "no websocket here"))
+        .spawn()
+        .await;
+    let yaml = format!(
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:0\"\nroutes:\n  - name: all\n    upstream: app\nupstreams:\n  app:\n    servers: [\"{}\"]\n",
+        backend.addr
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let mut conn = RawConn::connect(proxy.addr("web")).await;
+    conn.send(
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\
+GET /admin HTTP/1.1\nHost: localhost\n\n",
+    )
+    .await
+    .unwrap();
+    let refused = conn.read_response(STEP, false).await.unwrap();
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.body, b"no websocket here");
+    let second = conn.read_response(STEP, false).await.unwrap();
+    assert_eq!(
+        second.status, 400,
+        "the bare-LF request is refused by Portico"
+    );
+    assert!(second.header("via").is_none(), "answered by Portico itself");
+    assert!(
+        backend.received().iter().all(|r| r.uri.path() != "/admin"),
+        "the malformed request reached the backend"
+    );
+}
+
 #[tokio::test]
 async fn upgrade_to_an_h2c_upstream_goes_over_http1() {
     let ca = TestCa::new();

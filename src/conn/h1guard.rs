@@ -4,7 +4,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -64,11 +64,26 @@ enum State {
     Chunked(Chunked),
     /// No more checks: HTTP/2, a tunnel, or a head over the limit.
     Passthrough,
+    /// An Upgrade or CONNECT request is complete: reads wait for the response, and only a
+    /// 101 (or a 2xx to CONNECT) turns the stream into a tunnel (RFC 9110 7.8). Anything
+    /// else and the following bytes are checked as the next request, so a refused upgrade
+    /// cannot smuggle requests past the guard.
+    Held(Tunnel),
     /// Handing the reader the poison request, from this offset.
     Poison(usize),
     /// End of stream for the reader.
     Closed,
 }
+
+/// What kind of tunnel a request asked for, and so which answer opens it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tunnel {
+    Upgrade,
+    Connect,
+}
+
+/// The start of the response to a held request: "HTTP/1.1 101".
+const STATUS_LINE_PREFIX: usize = 12;
 
 /// The guard's state apart from the wrapped IO.
 ///
@@ -86,6 +101,13 @@ struct Core {
     first: bool,
     max_header_bytes: usize,
     rejected: Option<Rejection>,
+    /// The request being framed asked for a tunnel: hold reads once its body is through.
+    pending: Option<Tunnel>,
+    /// The first bytes of the response to a held request, and how many are in.
+    status: [u8; STATUS_LINE_PREFIX],
+    status_len: usize,
+    /// The reader parked while held.
+    reader: Option<Waker>,
 }
 
 impl<IO> H1Guard<IO> {
@@ -102,6 +124,10 @@ impl<IO> H1Guard<IO> {
                 first: true,
                 max_header_bytes: max_header_bytes.max(MIN_HEAD_LIMIT),
                 rejected: None,
+                pending: None,
+                status: [0; STATUS_LINE_PREFIX],
+                status_len: 0,
+                reader: None,
             },
         }
     }
@@ -137,7 +163,7 @@ impl Core {
                 *n -= take;
                 self.ok += take as usize;
                 if *n == 0 {
-                    self.state = State::Head;
+                    self.body_done();
                 }
                 true
             }
@@ -146,7 +172,7 @@ impl Core {
                     Step::More => self.ok = self.end,
                     Step::Done(len) => {
                         self.ok += len;
-                        self.state = State::Head;
+                        self.body_done();
                     }
                     // The head already went out, so hyper must see the body end early.
                     Step::Bad(_, why) => self.reject(why, State::Closed),
@@ -157,7 +183,45 @@ impl Core {
                 self.ok = self.end;
                 true
             }
-            State::Poison(_) | State::Closed => false,
+            State::Held(_) | State::Poison(_) | State::Closed => false,
+        }
+    }
+
+    /// The request's body is through: the next request, or a hold if it asked for a tunnel.
+    fn body_done(&mut self) {
+        self.state = match self.pending.take() {
+            Some(tunnel) => {
+                self.status_len = 0;
+                State::Held(tunnel)
+            }
+            None => State::Head,
+        };
+    }
+
+    /// Watches what is written while held for the response's status line.
+    fn observe_write(&mut self, written: &[u8]) {
+        let State::Held(tunnel) = self.state else {
+            return;
+        };
+        let take = written.len().min(STATUS_LINE_PREFIX - self.status_len);
+        self.status[self.status_len..self.status_len + take].copy_from_slice(&written[..take]);
+        self.status_len += take;
+        if self.status_len < STATUS_LINE_PREFIX {
+            return;
+        }
+        // "HTTP/1.1 101": the version is 9 bytes, then the three status digits.
+        let code = &self.status[9..12];
+        let opens = match tunnel {
+            Tunnel::Upgrade => code == b"101",
+            Tunnel::Connect => code[0] == b'2',
+        };
+        self.state = if opens {
+            State::Passthrough
+        } else {
+            State::Head
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.wake();
         }
     }
 
@@ -192,10 +256,14 @@ impl Core {
                 Scan::Complete(len) => {
                     let head = &self.buf[self.ok..self.ok + len];
                     match framing(head, self.scan.lines) {
-                        Ok(next) => {
+                        Ok((next, tunnel)) => {
                             self.ok += len;
                             self.scan = HeadScan::default();
-                            self.state = next;
+                            self.pending = tunnel;
+                            match next {
+                                State::Head => self.body_done(),
+                                body => self.state = body,
+                            }
                         }
                         Err(why) => self.reject(why, State::Poison(0)),
                     }
@@ -327,6 +395,11 @@ impl<IO: AsyncRead> AsyncRead for H1Guard<IO> {
                     };
                     return Poll::Ready(Ok(()));
                 }
+                State::Held(_) => {
+                    // Woken by the write of the response's status line.
+                    core.reader = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
                 _ => {}
             }
             if core.ok < core.end && core.process() {
@@ -350,7 +423,10 @@ impl<IO: AsyncRead> AsyncRead for H1Guard<IO> {
 
 impl<IO: AsyncWrite> AsyncWrite for H1Guard<IO> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, b)
+        let this = self.project();
+        let n = ready!(this.inner.poll_write(cx, b))?;
+        this.core.observe_write(&b[..n]);
+        Poll::Ready(Ok(n))
     }
 
     fn poll_write_vectored(
@@ -358,7 +434,18 @@ impl<IO: AsyncWrite> AsyncWrite for H1Guard<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        let mut n = ready!(this.inner.poll_write_vectored(cx, bufs))?;
+        let written = n;
+        for buf in bufs {
+            if n == 0 || !matches!(this.core.state, State::Held(_)) {
+                break;
+            }
+            let part = n.min(buf.len());
+            this.core.observe_write(&buf[..part]);
+            n -= part;
+        }
+        Poll::Ready(Ok(written))
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -1,7 +1,7 @@
 //! Request-head checks for `H1Guard`: finds the end of a head while refusing bare LF, NUL and
 //! bare CR, then parses it and decides the body framing (or why the request is refused).
 
-use super::{Rejection, State};
+use super::{Rejection, State, Tunnel};
 use crate::conn::chunked::Chunked;
 
 /// Heads with at most this many fields are parsed without a heap allocation.
@@ -52,8 +52,9 @@ pub(super) fn scan_head(head: &[u8], scan: &mut HeadScan) -> Scan {
     Scan::More
 }
 
-/// Parses a complete head and decides how its body is framed (or why it is refused).
-pub(super) fn framing(head: &[u8], lines: usize) -> Result<State, Rejection> {
+/// Parses a complete head and decides how its body is framed (or why it is refused), and
+/// whether the request asks for a tunnel once its body is through.
+pub(super) fn framing(head: &[u8], lines: usize) -> Result<(State, Option<Tunnel>), Rejection> {
     let count = lines.saturating_sub(1);
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let mut heap;
@@ -104,16 +105,21 @@ pub(super) fn framing(head: &[u8], lines: usize) -> Result<State, Rejection> {
     if has_te && (bad_te || !chunked_last) {
         return Err(Rejection::BadTransferEncoding);
     }
-    // A 101 (or a 2xx to CONNECT) turns the stream into a tunnel, and the guard never sees
-    // the response: from here on it can only stand aside.
-    if req.method == Some("CONNECT") || (upgrade && http11) {
-        return Ok(State::Passthrough);
-    }
-    Ok(match length {
+    // A 101 (or a 2xx to CONNECT) turns the stream into a tunnel: the guard holds further
+    // reads until it has seen which answer the request got.
+    let tunnel = if req.method == Some("CONNECT") {
+        Some(Tunnel::Connect)
+    } else if upgrade && http11 {
+        Some(Tunnel::Upgrade)
+    } else {
+        None
+    };
+    let body = match length {
         _ if has_te => State::Chunked(Chunked::new()),
         Some(n) if n > 0 => State::Fixed(n),
         _ => State::Head,
-    })
+    };
+    Ok((body, tunnel))
 }
 
 /// A Content-Length value: digits only (no lists, no sign), within u64.
@@ -145,6 +151,10 @@ mod tests {
     use super::*;
 
     fn decide(head: &str) -> Result<State, Rejection> {
+        decide_tunnel(head).map(|(state, _)| state)
+    }
+
+    fn decide_tunnel(head: &str) -> Result<(State, Option<Tunnel>), Rejection> {
         let mut scan = HeadScan::default();
         match scan_head(head.as_bytes(), &mut scan) {
             Scan::Complete(len) => {
@@ -187,10 +197,12 @@ mod tests {
         assert!(matches!(decide("GET / HTTP/1.0\r\n\r\n"), Ok(State::Head)));
         let zero = decide("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
         assert!(matches!(zero, Ok(State::Head)));
-        let ws = decide("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
-        assert!(matches!(ws, Ok(State::Passthrough)));
-        let old_ws = decide("GET / HTTP/1.0\r\nUpgrade: websocket\r\n\r\n");
-        assert!(matches!(old_ws, Ok(State::Head)));
+        let ws = decide_tunnel("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
+        assert!(matches!(ws, Ok((State::Head, Some(Tunnel::Upgrade)))));
+        let connect = decide_tunnel("CONNECT x:1 HTTP/1.1\r\nHost: x:1\r\n\r\n");
+        assert!(matches!(connect, Ok((State::Head, Some(Tunnel::Connect)))));
+        let old_ws = decide_tunnel("GET / HTTP/1.0\r\nUpgrade: websocket\r\n\r\n");
+        assert!(matches!(old_ws, Ok((State::Head, None))));
         let many: String = (0..STACK_HEADERS + 5)
             .map(|i| format!("X-{i}: v\r\n"))
             .collect();

@@ -85,11 +85,33 @@ impl AsyncWrite for Script {
 }
 
 /// Everything the guard hands its reader, read `step` bytes at a time.
+/// A held upgrade or CONNECT is answered so that it opens the tunnel.
 async fn through_guard(reads: &[&[u8]], step: usize) -> (Vec<u8>, Option<Rejection>) {
+    through_guard_answering(reads, step, true).await
+}
+
+/// Like `through_guard`; while the guard holds a tunnel request, writes a response that
+/// opens it (101, or 200 to CONNECT) or refuses it (403).
+async fn through_guard_answering(
+    reads: &[&[u8]],
+    step: usize,
+    open: bool,
+) -> (Vec<u8>, Option<Rejection>) {
     let mut guard = H1Guard::new(Script::new(reads, true), LIMIT);
     let mut out = Vec::new();
     let mut chunk = vec![0; step];
     loop {
+        if let State::Held(tunnel) = guard.core.state {
+            let answer: &[u8] = match (open, tunnel) {
+                (true, Tunnel::Upgrade) => b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+                (true, Tunnel::Connect) => b"HTTP/1.1 200 OK\r\n\r\n",
+                (false, _) => b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+            };
+            // Byte by byte: the status line may arrive in any number of writes.
+            for byte in answer {
+                guard.write_all(std::slice::from_ref(byte)).await.unwrap();
+            }
+        }
         match guard.read(&mut chunk).await.unwrap() {
             0 => return (out, guard.rejected()),
             n => out.extend_from_slice(&chunk[..n]),
@@ -333,6 +355,32 @@ async fn h2_preface_and_tunnels_pass_unchanged() {
     }
 }
 
+/// A refused upgrade or CONNECT leaves the connection in HTTP framing: what the client sent
+/// after it is checked as the next request, never passed through as tunnel bytes.
+#[tokio::test]
+async fn refused_tunnels_keep_checking_what_follows() {
+    let smuggled: &[u8] = b"GET /admin HTTP/1.1\nHost: x\n\n";
+    let starts: [&[u8]; 3] = [
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\nhi",
+        b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
+    ];
+    for start in starts {
+        let all = [start, smuggled].concat();
+        let (out, why) = through_guard_answering(&[&all], 64, false).await;
+        assert_eq!(
+            why,
+            Some(Rejection::BareLf),
+            "{:?}",
+            String::from_utf8_lossy(start)
+        );
+        assert_eq!(out, [start, POISON].concat());
+        // The same bytes, once the tunnel is open, are the tunnel's business.
+        let (out, why) = through_guard_answering(&[&all], 64, true).await;
+        assert_eq!((out, why), (all.clone(), None));
+    }
+}
+
 #[tokio::test]
 async fn near_misses_of_the_preface_and_upgrade_are_checked() {
     let cases: [(&[u8], Rejection); 2] = [
@@ -455,9 +503,16 @@ async fn tunnel_gives_back_the_head_buffer() {
     let head: &[u8] =
         b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nabc";
     client.write_all(head).await.unwrap();
-    let mut got = vec![0; head.len()];
+    let mut got = vec![0; head.len() - 3];
     guard.read_exact(&mut got).await.unwrap();
-    assert_eq!(got, head);
+    assert_eq!(got, &head[..head.len() - 3]);
+    guard
+        .write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        .await
+        .unwrap();
+    let mut early = [0u8; 3];
+    guard.read_exact(&mut early).await.unwrap();
+    assert_eq!(&early, b"abc", "bytes sent before the 101 are kept");
     client.write_all(b"def").await.unwrap();
     let mut more = [0u8; 3];
     guard.read_exact(&mut more).await.unwrap();
