@@ -1,20 +1,26 @@
-//! Idle tracking for client connections: the stream records when bytes last moved, and the
-//! connection's watchdog starts a graceful close once nothing has moved for the idle timeout.
+//! Idle tracking for client connections. HTTP/1: the stream records when bytes last moved.
+//! HTTP/2: requests mark the connection busy from their start until their response body
+//! ends, so keep-alive PINGs do not count. The connection's watchdog starts a graceful close
+//! once the connection has been idle for the idle timeout.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Shared "last activity" clock of one connection, in milliseconds since it started.
+/// Shared "last activity" clock of one connection, in milliseconds since it started, and
+/// the number of requests that hold it busy.
 #[derive(Clone)]
 pub struct Activity {
     start: Instant,
     last_ms: Arc<AtomicU64>,
+    busy: Arc<AtomicUsize>,
 }
 
 impl Activity {
@@ -22,17 +28,30 @@ impl Activity {
         Self {
             start: Instant::now(),
             last_ms: Arc::new(AtomicU64::new(0)),
+            busy: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    fn touch(&self) {
+    /// Marks activity now.
+    pub fn touch(&self) {
         let ms = self.start.elapsed().as_millis() as u64;
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Resolves once no byte has moved for `limit`.
+    /// Keeps the connection from going idle until the returned guard is dropped.
+    pub fn busy(&self) -> Busy {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        Busy(self.clone())
+    }
+
+    /// Resolves once nothing held the connection busy and no byte moved for `limit`.
     pub async fn idle_for(&self, limit: Duration) {
         loop {
+            if self.busy.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(limit).await;
+                continue;
+            }
             let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
             let due = last + limit;
             if Instant::now() >= due {
@@ -40,6 +59,59 @@ impl Activity {
             }
             tokio::time::sleep_until(due.into()).await;
         }
+    }
+}
+
+/// A request in progress on a connection; see `Activity::busy`.
+pub struct Busy(Activity);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its connection busy until it ends or is dropped.
+    pub struct BusyBody<B> {
+        #[pin]
+        inner: B,
+        busy: Option<Busy>,
+    }
+}
+
+impl<B> BusyBody<B> {
+    pub fn new(inner: B, busy: Busy) -> Self {
+        Self {
+            inner,
+            busy: Some(busy),
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for BusyBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            this.busy.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

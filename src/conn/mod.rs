@@ -8,6 +8,7 @@ pub mod idle;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use crate::proxy::{self, ConnInfo, TlsInfo};
 use crate::shutdown::Watcher;
 use crate::state::SharedState;
 use h1guard::H1Guard;
-use idle::{Activity, Tracked};
+use idle::{Activity, BusyBody, Tracked};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -134,6 +135,52 @@ fn service(
     })
 }
 
+/// `service` for HTTP/2: each request holds the connection busy until its response body
+/// ends, which is what idleness means there (PINGs move bytes but are not activity).
+fn busy_service(
+    info: ConnInfo,
+    state: SharedState,
+    activity: Activity,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<BusyBody<proxy::LoggedBody>>,
+    Error = Infallible,
+    Future = impl std::future::Future<
+        Output = Result<http::Response<BusyBody<proxy::LoggedBody>>, Infallible>,
+    > + Send,
+> + Clone {
+    let info = Arc::new(info);
+    service_fn(move |req| {
+        let info = Arc::clone(&info);
+        let state = Arc::clone(&state);
+        let busy = activity.busy();
+        async move {
+            let resp = proxy::handle(&state, &info, req).await;
+            Ok::<_, Infallible>(resp.map(|body| BusyBody::new(body, busy)))
+        }
+    })
+}
+
+/// After an idle-triggered graceful close, a connection whose request is still stuck (no
+/// byte moving, nothing finishing) gets one more idle period, then is dropped.
+async fn close_when_stalled<F, E>(conn: Pin<&mut F>, activity: &Activity, limit: Duration)
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    activity.touch();
+    tokio::select! {
+        r = conn => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error after its idle close");
+            }
+        }
+        _ = activity.idle_for(limit) => {
+            tracing::debug!("connection dropped: still stalled after its idle close");
+        }
+    }
+}
+
 async fn serve_h1<IO>(io: IO, info: ConnInfo, state: SharedState, mut shutdown: Watcher)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -163,7 +210,8 @@ where
         }
         _ = activity.idle_for(limits.idle_timeout) => {
             conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
+            close_when_stalled(conn.as_mut(), &activity, limits.idle_timeout).await;
+            Ok(())
         }
     };
     if let Err(e) = result {
@@ -192,8 +240,10 @@ where
         // RFC 8441: lets clients open WebSockets as extended CONNECT streams.
         builder.enable_connect_protocol();
     }
-    let io = Tracked::new(io, activity.clone());
-    let conn = builder.serve_connection(TokioIo::new(io), service(info, state));
+    let conn = builder.serve_connection(
+        TokioIo::new(io),
+        busy_service(info, state, activity.clone()),
+    );
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -203,7 +253,8 @@ where
         }
         _ = activity.idle_for(idle_limit) => {
             conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
+            close_when_stalled(conn.as_mut(), &activity, idle_limit).await;
+            Ok(())
         }
     };
     if let Err(e) = result {

@@ -20,7 +20,8 @@ use crate::normalize::normalize_path;
 use crate::router::RequestFacts;
 use crate::state::{ListenerState, SharedState};
 use crate::tls::SniIndex;
-use log::{AccessRecord, LoggedBody};
+use log::AccessRecord;
+pub use log::LoggedBody;
 
 /// What a request's handler knows about the client connection it arrived on.
 pub struct ConnInfo {
