@@ -22,6 +22,15 @@ pub enum PathError {
     Backslash,
     #[error("path contains a control character")]
     ControlChar,
+    /// `..;x` is a dot segment to Tomcat/Jetty-style backends (path parameters are cut
+    /// first) but a name here: `/public/..;/admin` would escape a `/public/` route.
+    #[error("path contains a dot segment with parameters ('..;' or '.;')")]
+    DotSegmentParameter,
+}
+
+/// A segment that is "." or ".." once a `;parameters` suffix is cut off.
+fn is_dot_with_parameters(seg: &str) -> bool {
+    matches!(seg.split_once(';'), Some(("." | "..", _)))
 }
 
 /// Normalises an origin-form path (no query): decodes escapes of unreserved characters,
@@ -54,6 +63,9 @@ fn is_normal(path: &str) -> Result<bool, PathError> {
         if (seg.is_empty() && !last) || seg == "." || seg == ".." {
             return Ok(false);
         }
+        if is_dot_with_parameters(seg) {
+            return Err(PathError::DotSegmentParameter);
+        }
         let bytes = seg.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
@@ -82,6 +94,9 @@ fn rebuild(path: &str) -> Result<String, PathError> {
     for seg in path[1..].split('/') {
         seg_buf.clear();
         decode_segment(seg, &mut seg_buf)?;
+        if is_dot_with_parameters(&seg_buf) {
+            return Err(PathError::DotSegmentParameter);
+        }
         match seg_buf.as_str() {
             "" | "." => trailing = true,
             ".." => {
@@ -259,6 +274,16 @@ mod tests {
         assert_eq!(norm("/a%zz"), Err(PathError::BadEscape));
         assert_eq!(norm("/a\\b"), Err(PathError::Backslash));
         assert_eq!(norm("/a\tb"), Err(PathError::ControlChar));
+        for dot in [
+            "/public/..;/admin",
+            "/a/.;x/b",
+            "/a/%2e%2e;/b",
+            "//a/..;jsessionid=1",
+        ] {
+            assert_eq!(norm(dot), Err(PathError::DotSegmentParameter), "{dot}");
+        }
+        assert_eq!(norm("/a/..x;/b").unwrap(), "/a/..x;/b");
+        assert_eq!(norm("/a/b;v=1").unwrap(), "/a/b;v=1");
     }
 
     #[test]

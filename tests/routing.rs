@@ -185,6 +185,12 @@ async fn path_exact_prefix_and_regex() {
     assert_not_found(&get(&s, "x.test", "/items/abc").await, "regex mismatch");
     assert_not_found(&get(&s, "x.test", "/items/42/x").await, "regex anchored");
     assert_eq!(s.api.request_count(), 0);
+    // A dot segment with parameters is `..` to Tomcat-style backends: refused, not routed
+    // to the `/static/` prefix it seems to be under.
+    let files_before = s.files.request_count();
+    let escape = get(&s, "x.test", "/static/..;/admin").await;
+    assert_eq!(escape.status, StatusCode::BAD_REQUEST, "{}", escape.text());
+    assert_eq!(s.files.request_count(), files_before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
