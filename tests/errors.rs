@@ -272,6 +272,14 @@ async fn header_section_over_the_limits_is_431() {
         200,
         "control"
     );
+    // HTTP/2 is bound by the same field count.
+    let mut h2 = HttpConn::h2c(addr).await;
+    let mut req = h2.request(http::Method::GET, "x.test", "/");
+    for i in 0..30 {
+        req = req.header(format!("x-h{i}"), i.to_string());
+    }
+    let resp = h2.exchange(req.body(full("")).unwrap()).await;
+    assert_eq!(resp.status.as_u16(), 431, "h2 count: {}", resp.text());
     assert_eq!(s.app.request_count(), 1);
 }
 

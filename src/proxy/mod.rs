@@ -49,11 +49,11 @@ pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>
     let snapshot = state.load_full();
     let mut record = AccessRecord::new(&snapshot, &conn.listener, conn.peer, &req, started);
     let websocket = websocket::requested(&req);
-    // The strict HTTP/1 framing guard stands aside after a request that may open a tunnel
-    // (Upgrade, CONNECT). Portico tunnels only WebSockets, so any other such request closes the
-    // connection after its answer: later requests would reach hyper unchecked. A WebSocket
-    // upgrade the backend refuses keeps the connection in HTTP (issue 3 requires it); hyper
-    // still frames those requests safely, only the guard's extra strictness is off there.
+    // After a request that may open a tunnel (Upgrade, CONNECT) the strict HTTP/1 framing
+    // guard holds reads until the answer, and only a 101 (2xx to CONNECT) makes it stand
+    // aside. Portico tunnels only WebSockets, so any other such request also closes the
+    // connection after its answer (defence in depth). A WebSocket upgrade the backend
+    // refuses keeps the connection in HTTP, fully checked (issue 3 requires it).
     let unguarded = websocket.is_none()
         && req.version() < Version::HTTP_2
         && (req.method() == Method::CONNECT || req.headers().contains_key(header::UPGRADE));
@@ -177,6 +177,14 @@ fn prepare(
     let target_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if target_len > limits.max_uri_length {
         return Err((StatusCode::URI_TOO_LONG, "request target too long"));
+    }
+    // hyper enforces the field count on HTTP/1 only; HTTP/2 bounds the bytes of the header
+    // list (`max_header_list_size`), so the count is checked here for both.
+    if req.headers().len() > limits.max_headers {
+        return Err((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too many header fields",
+        ));
     }
     if req.method() == Method::CONNECT && websocket.is_none() {
         return Err((StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported"));
