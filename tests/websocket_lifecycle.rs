@@ -123,10 +123,11 @@ async fn listener_tunnel_limit() {
     drop(ok);
 }
 
-#[tokio::test]
-async fn refused_upgrade_leaves_the_connection_in_http() {
+/// A backend that answers `path` with `body` and every other request (upgrades included)
+/// with 400, behind a proxy with one plain listener `web`.
+async fn refusing_backend(path: &str, body: &str) -> (BackendHandle, ProxyHandle) {
     let backend = Backend::http1()
-        .route("/plain", "plain http")
+        .route(path, body)
         .fallback(Reply::text(400, "no websocket here"))
         .spawn()
         .await;
@@ -134,7 +135,12 @@ async fn refused_upgrade_leaves_the_connection_in_http() {
         "listeners:\n  - name: web\n    bind: \"127.0.0.1:0\"\nroutes:\n  - name: all\n    upstream: app\nupstreams:\n  app:\n    servers: [\"{}\"]\n",
         backend.addr
     );
-    let proxy = Proxy::start(&yaml).await;
+    (backend, Proxy::start(&yaml).await)
+}
+
+#[tokio::test]
+async fn refused_upgrade_leaves_the_connection_in_http() {
+    let (backend, proxy) = refusing_backend("/plain", "plain http").await;
     let mut conn = RawConn::connect(proxy.addr("web")).await;
     // Both requests in one write: the second must be read as HTTP by Portico, not tunnelled.
     conn.send(
@@ -169,16 +175,7 @@ GET /plain HTTP/1.1\r\nHost: localhost\r\n\r\n",
 /// would refuse (bare LF) is not slipped past it as "tunnel" bytes.
 #[tokio::test]
 async fn refused_upgrade_cannot_smuggle_a_malformed_request() {
-    let backend = Backend::http1()
-        .route("/admin", "secret")
-        .fallback(Reply::text(400, "no websocket here"))
-        .spawn()
-        .await;
-    let yaml = format!(
-        "listeners:\n  - name: web\n    bind: \"127.0.0.1:0\"\nroutes:\n  - name: all\n    upstream: app\nupstreams:\n  app:\n    servers: [\"{}\"]\n",
-        backend.addr
-    );
-    let proxy = Proxy::start(&yaml).await;
+    let (backend, proxy) = refusing_backend("/admin", "secret").await;
     let mut conn = RawConn::connect(proxy.addr("web")).await;
     conn.send(
         b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
