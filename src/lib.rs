@@ -7,12 +7,14 @@
 //! to `l4` instead: TCP tunnels, or TLS routed by SNI without decrypting. See
 //! docs/architecture.md.
 
+pub mod admin;
 pub mod body;
 pub mod config;
 pub mod conn;
 pub mod error;
 pub mod l4;
 pub mod listener;
+pub mod metrics;
 pub mod net;
 pub mod normalize;
 pub mod proxy;

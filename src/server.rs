@@ -1,16 +1,20 @@
-//! Wiring: build the first snapshot, bind every listener (reporting real addresses), run the
-//! accept loops, and on shutdown drain within the grace period.
+//! Wiring: build the first snapshot, bind every listener and the admin listener (reporting
+//! real addresses), run the accept loops, and on shutdown drain within the grace period. The
+//! metrics registry lives here, outside any snapshot, so it survives reloads.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
+use crate::admin::{self, AdminContext, Control, NoReload};
 use crate::config::model::Config;
 use crate::error::Error;
 use crate::listener;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::state::{SharedState, Snapshot};
 
@@ -28,13 +32,18 @@ pub struct Server {
     bound: Vec<Bound>,
     shutdown: Shutdown,
     grace: Duration,
+    metrics: Arc<Metrics>,
+    admin: Option<(TcpListener, SocketAddr)>,
+    control: Arc<dyn Control>,
 }
 
 impl Server {
     /// Builds the runtime state of `config` and binds all its listeners.
     pub async fn bind(config: Config) -> Result<Server, Error> {
         let grace = config.settings.grace_period;
-        let (snapshot, warnings) = Snapshot::build(config, 1)?;
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_generation(1);
+        let (snapshot, warnings) = Snapshot::build(config, 1, &metrics)?;
         for w in warnings {
             tracing::warn!("{w}");
         }
@@ -57,11 +66,29 @@ impl Server {
                 addr,
             });
         }
+        let admin = match &snapshot.config.admin {
+            Some(a) => {
+                let tcp = TcpListener::bind(a.bind)
+                    .await
+                    .map_err(|source| Error::Bind {
+                        listener: "admin".to_owned(),
+                        addr: a.bind,
+                        source,
+                    })?;
+                let addr = listener::local_addr(&tcp, a.bind);
+                tracing::info!(%addr, token = a.token.is_some(), "admin listening");
+                Some((tcp, addr))
+            }
+            None => None,
+        };
         Ok(Server {
             state: Arc::new(ArcSwap::from_pointee(snapshot)),
             bound,
             shutdown: Shutdown::new(),
             grace,
+            metrics,
+            admin,
+            control: Arc::new(NoReload),
         })
     }
 
@@ -78,6 +105,16 @@ impl Server {
             .collect()
     }
 
+    /// The address the admin listener is bound to, when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, a)| *a)
+    }
+
+    /// The process's metrics registry (shared by every snapshot).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// A handle that starts the graceful drain.
     pub fn shutdown_handle(&self) -> Shutdown {
         self.shutdown.clone()
@@ -87,6 +124,11 @@ impl Server {
     /// configured grace period.
     pub async fn run(self) -> Result<(), Error> {
         let (alive, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
+        let bound_addrs: Vec<(String, SocketAddr)> = self
+            .bound
+            .iter()
+            .map(|b| (b.name.clone(), b.addr))
+            .collect();
         for b in self.bound {
             tokio::spawn(listener::accept_loop(
                 b.tcp,
@@ -99,7 +141,19 @@ impl Server {
             ));
         }
         drop(alive);
+        let ready = Arc::new(AtomicBool::new(true));
+        let admin_task = self.admin.map(|(tcp, _)| {
+            let ctx = AdminContext {
+                state: Arc::clone(&self.state),
+                control: Arc::clone(&self.control),
+                ready: Arc::clone(&ready),
+                shutdown: self.shutdown.watcher(),
+                bound: bound_addrs,
+            };
+            tokio::spawn(admin::serve(tcp, Arc::new(ctx)))
+        });
         self.shutdown.watcher().triggered().await;
+        ready.store(false, Ordering::Release);
         tracing::info!(grace = ?self.grace, "draining connections");
         // `recv` yields None once every connection task (and accept loop) has dropped its
         // sender; tunnels that outlive their connection task hold the shutdown instead.
@@ -110,6 +164,9 @@ impl Server {
         match tokio::time::timeout(self.grace, drained).await {
             Ok(_) => tracing::info!("drained"),
             Err(_) => tracing::warn!("grace period over; closing remaining connections"),
+        }
+        if let Some(task) = admin_task {
+            task.abort();
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::model::{Config, Listener};
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::tls::{self, SniIndex};
 use crate::upstream::UpstreamPool;
@@ -20,6 +21,8 @@ pub type SharedState = Arc<ArcSwap<Snapshot>>;
 pub struct ListenerTlsState {
     pub acceptor: TlsAcceptor,
     pub sni: SniIndex,
+    /// Each certificate file and its notAfter (unix seconds), for the expiry metric.
+    pub not_after: Vec<(std::path::PathBuf, i64)>,
 }
 
 /// A listener's settings as of this snapshot.
@@ -40,11 +43,18 @@ pub struct Snapshot {
     pub listeners: Vec<Arc<ListenerState>>,
     /// WebSocket tunnels open per route, same order as `config.routes`.
     pub route_tunnels: Vec<AtomicUsize>,
+    /// The process's metrics: owned by `Server` and handed to every snapshot it builds, so
+    /// counters survive reloads.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Snapshot {
     /// Builds every runtime part of `config`; returns warnings (e.g. certificates near expiry).
-    pub fn build(config: Config, generation: u64) -> Result<(Snapshot, Vec<String>), Error> {
+    pub fn build(
+        config: Config,
+        generation: u64,
+        metrics: &Arc<Metrics>,
+    ) -> Result<(Snapshot, Vec<String>), Error> {
         let mut warnings = Vec::new();
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
@@ -61,6 +71,7 @@ impl Snapshot {
                     Some(ListenerTlsState {
                         acceptor: TlsAcceptor::from(built.config),
                         sni: built.sni,
+                        not_after: built.not_after,
                     })
                 }
                 None => None,
@@ -97,6 +108,7 @@ impl Snapshot {
                 upstreams,
                 listeners,
                 route_tunnels,
+                metrics: Arc::clone(metrics),
             },
             warnings,
         ))

@@ -8,13 +8,14 @@ use std::path::Path;
 /// Top-level module -> level, as in docs/architecture.md.
 fn level(module: &str) -> Option<u8> {
     Some(match module {
-        "shutdown" | "config" | "body" | "net" => 0,
+        "shutdown" | "config" | "body" | "net" | "metrics" => 0,
         "router" | "normalize" => 1,
         "tls" | "upstream" => 2,
         // `error` gathers startup failures of config, TLS and binding, so it sits above them.
         "state" | "error" => 3,
         "proxy" | "l4" => 4,
         "conn" | "listener" => 5,
+        "admin" => 6,
         "server" => 7,
         _ => return None,
     })

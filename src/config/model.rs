@@ -25,6 +25,33 @@ pub struct Config {
     /// Upstreams; `Action::Proxy::upstream` indexes into this list.
     pub upstreams: Vec<Upstream>,
     pub settings: Settings,
+    /// The admin listener (`admin:`); `None` when the key is absent.
+    pub admin: Option<Admin>,
+}
+
+/// The admin listener: health, metrics, status, reload and the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Default 127.0.0.1:9901. A non-loopback address requires a token.
+    pub bind: SocketAddr,
+    /// Bearer token required on every endpoint but /livez, /readyz and the dashboard page.
+    pub token: Option<Secret>,
+}
+
+/// A secret string that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// Process-wide settings (`settings:` in YAML).

@@ -15,6 +15,15 @@ pub struct RawConfig {
     pub listeners: Option<Vec<RawListener>>,
     pub routes: Option<Vec<RawRoute>>,
     pub upstreams: Option<OrderedMap<RawUpstream>>,
+    pub admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub bind: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,6 +2,7 @@
 //! problem found (never only the first), each with its key path and line:column.
 
 mod action;
+mod admin;
 mod l4;
 mod listener;
 mod matcher;
@@ -196,9 +197,13 @@ pub fn validate(
     let upstream_names: Vec<&str> = raw_upstreams.iter().map(|(n, _)| n.as_str()).collect();
     let routes = route::routes(&mut ctx, &raw_routes, &names, &upstream_names);
     let upstreams = upstream::upstreams(&mut ctx, &raw_upstreams, &raw_routes, &raw_listeners);
+    let admin = admin::admin(&mut ctx, raw.admin.as_ref(), listeners.as_deref());
 
-    let complete =
-        settings.is_some() && listeners.is_some() && routes.is_some() && upstreams.is_some();
+    let complete = settings.is_some()
+        && listeners.is_some()
+        && routes.is_some()
+        && upstreams.is_some()
+        && admin.is_some();
     if !complete && !ctx.has_errors() {
         // Every check that yields no value reports why; this keeps a missed report from
         // turning into an unexplained rejection.
@@ -208,8 +213,10 @@ pub fn validate(
     let mut diagnostics = std::mem::take(&mut ctx.diagnostics);
     // Unknown positions (0) sort last; within a line, by column; otherwise discovery order.
     diagnostics.sort_by_key(|d| (d.line == 0, d.line, d.column));
-    match (settings, listeners, routes, upstreams) {
-        (Some(settings), Some(listeners), Some(routes), Some(upstreams)) if !failed => {
+    match (settings, listeners, routes, upstreams, admin) {
+        (Some(settings), Some(listeners), Some(routes), Some(upstreams), Some(admin))
+            if !failed =>
+        {
             let config = Config {
                 source: PathBuf::from(file),
                 base_dir: base_dir.to_path_buf(),
@@ -217,6 +224,7 @@ pub fn validate(
                 routes,
                 upstreams,
                 settings,
+                admin,
             };
             Ok((config, diagnostics))
         }

@@ -39,7 +39,10 @@ pub async fn serve(
     let Some(listener) = snapshot.listener(listener_index).cloned() else {
         return;
     };
+    let metrics = Arc::clone(&snapshot.metrics);
     drop(snapshot);
+    let name = listener.config.name.as_str();
+    let _active = metrics.connection(name);
     let _ = stream.set_nodelay(true);
     if let Some(tls) = &listener.tls {
         let limit = listener
@@ -48,12 +51,17 @@ pub async fn serve(
             .as_ref()
             .map_or(Duration::from_secs(10), |t| t.handshake_timeout);
         let tls_stream = match tokio::time::timeout(limit, tls.acceptor.accept(stream)).await {
-            Ok(Ok(s)) => s,
+            Ok(Ok(s)) => {
+                metrics.tls_handshake(name, Ok(()));
+                s
+            }
             Ok(Err(e)) => {
+                metrics.tls_handshake(name, Err(handshake_failure(&e)));
                 tracing::debug!(%peer, listener = %listener.config.name, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
+                metrics.tls_handshake(name, Err("timeout"));
                 tracing::debug!(%peer, listener = %listener.config.name, "TLS handshake timed out");
                 return;
             }
@@ -88,6 +96,23 @@ pub async fn serve(
         Some(true) => serve_h2(stream, info, state, shutdown).await,
         Some(false) => serve_h1(stream, info, state, shutdown).await,
         None => {}
+    }
+}
+
+/// The `reason` label of a failed TLS handshake.
+fn handshake_failure(e: &std::io::Error) -> &'static str {
+    use rustls::Error as E;
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<E>()) {
+        Some(E::InvalidMessage(_) | E::InappropriateMessage { .. }) => "invalid_message",
+        Some(E::InappropriateHandshakeMessage { .. }) => "invalid_message",
+        Some(E::PeerIncompatible(_)) => "incompatible",
+        Some(E::NoApplicationProtocol) => "no_alpn",
+        Some(E::AlertReceived(_)) => "alert_received",
+        Some(E::PeerMisbehaved(_)) => "peer_misbehaved",
+        Some(E::General(_)) => "no_certificate",
+        Some(_) => "other",
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => "eof",
+        None => "io",
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::config::model::{Listener, ListenerMode};
+use crate::metrics::{BackendLabels, Metrics};
 use crate::shutdown::Watcher;
 use crate::state::{SharedState, Snapshot};
 use crate::upstream::{UpstreamError, UpstreamPool};
@@ -109,6 +110,7 @@ pub async fn serve(
     let config = &listener.config;
     // Interactive protocols in the tunnel must not wait for Nagle.
     let _ = stream.set_nodelay(true);
+    let _active = snapshot.metrics.connection(&config.name);
     let mut session = Session::new(&config.name, config.mode.name(), peer);
     let counters = Counters::default();
     let outcome = tunnel(
@@ -120,6 +122,11 @@ pub async fn serve(
         shutdown,
     )
     .await;
+    snapshot.metrics.bytes(
+        &config.name,
+        counters.client_to_backend.load(Ordering::Relaxed),
+        counters.backend_to_client.load(Ordering::Relaxed),
+    );
     if snapshot.config.settings.access_log {
         session.log(&counters, &outcome);
     }
@@ -157,13 +164,16 @@ async fn tunnel(
             source: UpstreamError::NoBackend,
         })?;
     session.upstream = Some(pool.name.clone());
-    let (backend, addr) = Box::pin(connect(pool))
+    let (backend, addr) = Box::pin(connect(pool, &snapshot.metrics))
         .await
         .map_err(|source| L4Error::Upstream {
             upstream: pool.name.clone(),
             source,
         })?;
     session.backend = Some(addr);
+    let _tunnel = snapshot
+        .metrics
+        .tunnel(&listener.name, listener.mode.name());
     // What the client sent while the upstream was chosen (the ClientHello, or payload that
     // followed a PROXY header) goes first, exactly as received, after our own PROXY header.
     let from_client = early.len() as u64;
@@ -276,10 +286,13 @@ async fn read_until<T>(
 
 /// Connects to a backend picked by the upstream's balancer, trying up to `CONNECT_ATTEMPTS`
 /// distinct backends.
-async fn connect(pool: &UpstreamPool) -> Result<(TcpStream, SocketAddr), UpstreamError> {
+async fn connect(
+    pool: &UpstreamPool,
+    metrics: &Metrics,
+) -> Result<(TcpStream, SocketAddr), UpstreamError> {
     let mut tried: Vec<usize> = Vec::new();
     let mut last = UpstreamError::NoBackend;
-    for _ in 0..CONNECT_ATTEMPTS {
+    for attempt in 0..CONNECT_ATTEMPTS {
         let Some(index) = pool.balancer.pick(|i| !tried.contains(&i)) else {
             break;
         };
@@ -287,9 +300,17 @@ async fn connect(pool: &UpstreamPool) -> Result<(TcpStream, SocketAddr), Upstrea
         let Some(backend) = pool.backends.get(index) else {
             break;
         };
+        if attempt > 0 {
+            metrics.retry(&pool.name);
+        }
+        let labels = BackendLabels::new(&pool.name, backend.addr);
         match pool.connect_tcp(backend.addr).await {
-            Ok(stream) => return Ok((stream, backend.addr)),
+            Ok(stream) => {
+                metrics.backend_connected(&labels);
+                return Ok((stream, backend.addr));
+            }
             Err(e) => {
+                metrics.upstream_error(&labels, e.kind());
                 tracing::debug!(upstream = %pool.name, backend = %backend.addr, error = %e, "backend connect failed");
                 last = e;
             }

@@ -4,6 +4,7 @@
 use std::error::Error as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -14,6 +15,7 @@ use super::log::AccessRecord;
 use super::{respond, ConnInfo, Target};
 use crate::body::{BodyError, ProxyBody};
 use crate::config::model::{HostHeader, Route, UpstreamProtocol};
+use crate::metrics::BackendLabels;
 use crate::state::Snapshot;
 use crate::upstream::{Backend, UpstreamError, UpstreamPool};
 
@@ -40,7 +42,7 @@ pub async fn forward(
         tracing::warn!(route = %route.name, upstream = %pool.name, "no usable backend");
         return respond::error(StatusCode::SERVICE_UNAVAILABLE, "no backend available");
     };
-    record.backend = Some(backend.addr);
+    record.set_backend(&pool.name, backend.addr);
     let counter = if http_body::Body::is_end_stream(req.body()) {
         None
     } else {
@@ -55,9 +57,21 @@ pub async fn forward(
         Ok(r) => r,
         Err(reason) => return respond::error(StatusCode::BAD_REQUEST, reason),
     };
+    let labels = BackendLabels::new(&pool.name, backend.addr);
+    let sent_at = Instant::now();
     match pool.send(backend, upstream_req).await {
-        Ok(sent) => relay(sent.response, &snapshot.config.settings.via),
-        Err(err) => failure(route, pool, backend, err),
+        Ok(sent) => {
+            snapshot
+                .metrics
+                .backend_response(&labels, sent_at.elapsed());
+            relay(sent.response, &snapshot.config.settings.via)
+        }
+        Err(err) => {
+            if client_body_error(&err).is_none() {
+                snapshot.metrics.upstream_error(&labels, err.kind());
+            }
+            failure(route, pool, backend, err)
+        }
     }
 }
 

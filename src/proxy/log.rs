@@ -1,5 +1,6 @@
 //! The access log: one record per request, emitted through `tracing` when the response body
-//! ends (or is dropped), so it carries the real bytes sent and the full duration.
+//! ends (or is dropped), so it carries the real bytes sent and the full duration. The request
+//! metrics (count, latency, bytes) are recorded at the same point, so there is one place.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,6 +14,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::body::{BodyError, ProxyBody};
+use crate::metrics::{BackendLabels, InFlight, RouteLabels};
 use crate::state::{ListenerState, Snapshot};
 
 /// What is known about a request while it is handled.
@@ -28,6 +30,8 @@ pub struct AccessRecord {
     pub route: Option<usize>,
     pub upstream: Option<usize>,
     pub backend: Option<SocketAddr>,
+    /// Counts the request in flight to its backend until the response ends.
+    in_flight: Option<InFlight>,
     /// Another record (a WebSocket session's) stands for this request.
     suppressed: bool,
 }
@@ -51,6 +55,7 @@ impl AccessRecord {
             route: None,
             upstream: None,
             backend: None,
+            in_flight: None,
             suppressed: false,
         }
     }
@@ -60,11 +65,19 @@ impl AccessRecord {
         self.suppressed = true;
     }
 
-    /// A counter for the request body's bytes, when the access log is on.
+    /// The backend chosen for this request; it counts as in flight there until the response
+    /// body ends (or the request is dropped).
+    pub fn set_backend(&mut self, upstream: &str, backend: SocketAddr) {
+        self.backend = Some(backend);
+        self.in_flight = Some(
+            self.snapshot
+                .metrics
+                .backend_in_flight(BackendLabels::new(upstream, backend)),
+        );
+    }
+
+    /// A counter for the request body's bytes (access log and metrics).
     pub fn body_counter(&mut self) -> Option<Arc<AtomicU64>> {
-        if !self.snapshot.config.settings.access_log {
-            return None;
-        }
         let counter = Arc::new(AtomicU64::new(0));
         self.bytes_in = Some(Arc::clone(&counter));
         Some(counter)
@@ -72,17 +85,14 @@ impl AccessRecord {
 
     /// Wraps the response so the record is written once its body is done.
     pub fn finish(self, response: Response<ProxyBody>) -> Response<LoggedBody> {
-        let enabled = self.snapshot.config.settings.access_log && !self.suppressed;
         let status = response.status();
         response.map(|inner| LoggedBody {
             inner,
-            pending: enabled.then(|| {
-                Box::new(Pending {
-                    record: self,
-                    status,
-                    bytes_out: 0,
-                })
-            }),
+            pending: Some(Box::new(Pending {
+                record: self,
+                status,
+                bytes_out: 0,
+            })),
         })
     }
 }
@@ -101,19 +111,33 @@ impl Drop for Pending {
     fn drop(&mut self) {
         let r = &self.record;
         let cfg = &r.snapshot.config;
+        let route = name(r.route.and_then(|i| cfg.routes.get(i)).map(|x| &x.name));
+        let bytes_in = r.bytes_in.as_ref().map_or(0, |c| c.load(Ordering::Relaxed));
+        let elapsed = r.started.elapsed();
+        let metrics = &r.snapshot.metrics;
+        let listener = &r.listener.config.name;
+        metrics.request(
+            &RouteLabels::new(listener, route),
+            self.status.as_u16(),
+            elapsed,
+        );
+        metrics.bytes(listener, bytes_in, self.bytes_out);
+        if !cfg.settings.access_log || r.suppressed {
+            return;
+        }
         tracing::info!(
             target: "portico::access",
-            listener = %r.listener.config.name,
-            route = name(r.route.and_then(|i| cfg.routes.get(i)).map(|x| &x.name)),
+            listener = %listener,
+            route,
             upstream = name(r.upstream.and_then(|i| cfg.upstreams.get(i)).map(|x| &x.name)),
             backend = %r.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
             client = %r.peer.ip(),
             method = %r.method,
             path = r.uri.path(),
             status = self.status.as_u16(),
-            bytes_in = r.bytes_in.as_ref().map_or(0, |c| c.load(Ordering::Relaxed)),
+            bytes_in,
             bytes_out = self.bytes_out,
-            duration_ms = r.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
             "request",
         );
     }

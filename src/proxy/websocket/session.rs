@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::tunnel::Outcome;
+use crate::metrics::Active;
 use crate::state::{ListenerState, Snapshot};
 
 /// Counts a tunnel against its listener's and route's limits while alive.
@@ -14,6 +15,8 @@ pub struct Permit {
     snapshot: Arc<Snapshot>,
     listener: Arc<ListenerState>,
     route: usize,
+    /// Counts the tunnel in `portico_tunnels_active` while it lives.
+    _active: Active,
 }
 
 impl Permit {
@@ -38,6 +41,7 @@ impl Permit {
             return Err("too many WebSocket connections on this route");
         }
         Ok(Permit {
+            _active: snapshot.metrics.tunnel(&listener.config.name, "websocket"),
             snapshot: Arc::clone(snapshot),
             listener: Arc::clone(listener),
             route,
@@ -88,6 +92,11 @@ impl Session {
     /// Writes the session's one record (target `portico::access`, message `websocket`).
     pub fn log(&self, outcome: &Outcome) {
         let cfg = &self.permit.snapshot.config;
+        self.permit.snapshot.metrics.bytes(
+            &self.permit.listener.config.name,
+            outcome.bytes_up,
+            outcome.bytes_down,
+        );
         if !cfg.settings.access_log {
             return;
         }

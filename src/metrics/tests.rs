@@ -1,0 +1,89 @@
+//! Unit tests of the metric recording methods and their text encoding.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use super::*;
+
+#[test]
+fn requests_count_by_route_and_class_and_encode() {
+    let m = Metrics::new();
+    let route = RouteLabels::new("web", "api");
+    m.request(&route, 200, Duration::from_millis(3));
+    m.request(&route, 204, Duration::from_millis(3));
+    m.request(&route, 503, Duration::from_millis(3));
+    assert_eq!(m.request_count("web", "api", "2xx"), 2);
+    assert_eq!(m.request_count("web", "api", "5xx"), 1);
+    assert_eq!(m.request_count("web", "other", "2xx"), 0);
+    let text = m.encode();
+    assert!(
+        text.contains(r#"portico_requests_total{listener="web",route="api",class="2xx"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("portico_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+}
+
+#[test]
+fn guards_keep_gauges_up_while_alive() {
+    let m = Metrics::new();
+    let a = m.connection("web");
+    let b = m.connection("web");
+    assert_eq!(m.active_connections("web"), 2);
+    drop(a);
+    assert_eq!(m.active_connections("web"), 1);
+    drop(b);
+    let t = m.tunnel("web", "websocket");
+    assert_eq!(m.active_tunnels("web", "websocket"), 1);
+    drop(t);
+    assert_eq!(m.active_tunnels("web", "websocket"), 0);
+    let backend = BackendLabels::new("api", "127.0.0.1:1");
+    let f = m.backend_in_flight(backend.clone());
+    assert_eq!(m.in_flight_count(&backend), 1);
+    drop(f);
+    assert_eq!(m.in_flight_count(&backend), 0);
+}
+
+#[test]
+fn passive_health_follows_reachability() {
+    let m = Metrics::new();
+    let b = BackendLabels::new("api", "127.0.0.1:1");
+    assert_eq!(m.backend_health(&b), None);
+    m.backend_response(&b, Duration::from_millis(1));
+    assert_eq!(m.backend_health(&b), Some(true));
+    m.upstream_error(&b, "timeout");
+    assert_eq!(
+        m.backend_health(&b),
+        Some(true),
+        "a slow answer is not down"
+    );
+    m.upstream_error(&b, "connect");
+    assert_eq!(m.backend_health(&b), Some(false));
+    assert_eq!(m.upstream_error_count(&b, "connect"), 1);
+}
+
+#[test]
+fn certificates_are_replaced_not_accumulated() {
+    let m = Metrics::new();
+    m.set_certificates([("https", "a.pem".to_owned(), 100)]);
+    m.set_certificates([("https", "b.pem".to_owned(), 200)]);
+    let text = m.encode();
+    assert!(!text.contains("a.pem"), "{text}");
+    assert!(
+        text.contains(
+            r#"portico_certificate_expiry_timestamp_seconds{listener="https",file="b.pem"} 200"#
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn status_classes() {
+    assert_eq!(status_class(101), "1xx");
+    assert_eq!(status_class(308), "3xx");
+    assert_eq!(status_class(404), "4xx");
+    assert_eq!(status_class(600), "5xx");
+}
