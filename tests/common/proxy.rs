@@ -11,6 +11,7 @@ pub struct Proxy;
 
 pub struct ProxyHandle {
     addrs: Vec<(String, SocketAddr)>,
+    admin: Option<SocketAddr>,
     shutdown: portico::Shutdown,
     join: Option<JoinHandle<Result<(), portico::Error>>>,
 }
@@ -35,6 +36,13 @@ impl Proxy {
                 listener.bind
             );
         }
+        if let Some(admin) = &config.admin {
+            assert!(
+                admin.bind.ip().is_loopback() && admin.bind.port() == 0,
+                "the admin listener must bind 127.0.0.1:0 in tests, not {}",
+                admin.bind
+            );
+        }
         let server = portico::Server::bind(config)
             .await
             .unwrap_or_else(|e| panic!("proxy failed to bind: {e}"));
@@ -48,10 +56,12 @@ impl Proxy {
                 (name, addr)
             })
             .collect();
+        let admin = server.admin_addr();
         let shutdown = server.shutdown_handle();
         let join = tokio::spawn(server.run());
         ProxyHandle {
             addrs,
+            admin,
             shutdown,
             join: Some(join),
         }
@@ -66,6 +76,11 @@ impl ProxyHandle {
             .find(|(n, _)| n == name)
             .map(|(_, a)| *a)
             .unwrap_or_else(|| panic!("no listener named {name}"))
+    }
+
+    /// The admin listener's address (panics when the config has no `admin:`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.expect("the config has an admin listener")
     }
 
     /// Starts a graceful drain without waiting for it.

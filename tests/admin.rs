@@ -1,0 +1,324 @@
+//! The admin listener on real sockets: probes, `/metrics` parsed as Prometheus text with
+//! counters that move as requests flow through the proxy, `/status` JSON, the bearer token,
+//! reload without a reload mechanism (501), and `check` refusing a public admin without token.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portico");
+
+/// `web` with routes `api` (live backend), `dead` (nothing listens) and `hello` (respond).
+fn config(api: SocketAddr, admin_extra: &str) -> String {
+    format!(
+        "listeners:\n  - name: web\n    bind: 127.0.0.1:0\nroutes:\n  - name: api\n    match: {{ path_prefix: /api/ }}\n    upstream: api\n  - name: dead\n    match: {{ path_prefix: /dead/ }}\n    upstream: dead\n  - name: hello\n    respond: {{ status: 200, body: hi }}\nupstreams:\n  api:\n    servers: [\"{api}\"]\n  dead:\n    servers: [\"{}\"]\n    timeouts: {{ connect: 2s }}\nadmin:\n  bind: 127.0.0.1:0\n{admin_extra}",
+        unused_addr()
+    )
+}
+
+async fn admin(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> RawResponse {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    raw_request(addr, req.as_bytes()).await.unwrap()
+}
+
+fn body(r: &RawResponse) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+type Sample = (String, BTreeMap<String, String>, f64);
+
+/// A strict enough Prometheus/OpenMetrics text parser: every line must be a comment of a
+/// known kind or `name{label="value",...} number`; panics on anything else.
+fn parse_metrics(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    assert!(text.ends_with("# EOF\n"), "no # EOF terminator");
+    for line in text.lines() {
+        if let Some(comment) = line.strip_prefix("# ") {
+            let kind = comment.split(' ').next().unwrap();
+            assert!(
+                ["HELP", "TYPE", "UNIT", "EOF"].contains(&kind),
+                "bad comment: {line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("name and value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        let (name, labels) = match series.split_once('{') {
+            None => (series, BTreeMap::new()),
+            Some((name, rest)) => {
+                let inner = rest.strip_suffix('}').expect("closing brace");
+                let mut labels = BTreeMap::new();
+                for pair in inner.split("\",").filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once("=\"").expect("label=\"value\"");
+                    labels.insert(k.to_owned(), v.trim_end_matches('"').to_owned());
+                }
+                (name, labels)
+            }
+        };
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line}"
+        );
+        out.push((name.to_owned(), labels, value));
+    }
+    out
+}
+
+/// The value of the series `name` whose labels include all of `want`.
+fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(n, labels, _)| {
+            n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| *v)
+}
+
+async fn scrape(addr: SocketAddr, token: Option<&str>) -> Vec<Sample> {
+    let r = admin(addr, "GET", "/metrics", token).await;
+    assert_eq!(r.status, 200, "{}", body(&r));
+    parse_metrics(&body(&r))
+}
+
+#[tokio::test]
+async fn probes_and_metrics_move_with_traffic() {
+    let backend = Backend::http1().route("/api/a", "A").spawn().await;
+    let proxy = Proxy::start(&config(backend.addr, "")).await;
+    let (web, adm) = (proxy.addr("web"), proxy.admin_addr());
+
+    let live = admin(adm, "GET", "/livez", None).await;
+    assert_eq!((live.status, body(&live).as_str()), (200, "ok\n"));
+    let ready = admin(adm, "GET", "/readyz", None).await;
+    assert_eq!((ready.status, body(&ready).as_str()), (200, "ready\n"));
+
+    let before = scrape(adm, None).await;
+    assert_eq!(value(&before, "portico_config_generation", &[]), Some(1.0));
+    assert_eq!(
+        value(&before, "portico_requests_total", &[("route", "api")]),
+        None
+    );
+
+    let mut conn = HttpConn::h1(web).await;
+    for _ in 0..3 {
+        assert_eq!(conn.get("a.test", "/api/a").await.status, 200);
+    }
+    assert_eq!(conn.get("a.test", "/dead/x").await.status, 502);
+    assert_eq!(conn.get("a.test", "/other").await.text(), "hi");
+
+    let counted = wait_until(Duration::from_secs(5), || async {
+        let s = scrape(adm, None).await;
+        value(&s, "portico_requests_total", &[("route", "hello")]) == Some(1.0)
+    })
+    .await;
+    assert!(counted, "requests never counted");
+    let samples = scrape(adm, None).await;
+    let api_2xx = [("listener", "web"), ("route", "api"), ("class", "2xx")];
+    assert_eq!(
+        value(&samples, "portico_requests_total", &api_2xx),
+        Some(3.0)
+    );
+    let dead_5xx = [("route", "dead"), ("class", "5xx")];
+    assert_eq!(
+        value(&samples, "portico_requests_total", &dead_5xx),
+        Some(1.0)
+    );
+    let api = [("route", "api")];
+    assert_eq!(
+        value(&samples, "portico_request_duration_seconds_count", &api),
+        Some(3.0)
+    );
+    let connect = [("upstream", "dead"), ("kind", "connect")];
+    assert_eq!(
+        value(&samples, "portico_upstream_errors_total", &connect),
+        Some(1.0)
+    );
+    let backend_api = [("upstream", "api"), ("backend", &*backend.addr.to_string())];
+    assert_eq!(
+        value(&samples, "portico_backend_up", &backend_api),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&samples, "portico_backend_up", &[("upstream", "dead")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "portico_backend_response_duration_seconds_count",
+            &backend_api
+        ),
+        Some(3.0)
+    );
+    let out = [("listener", "web"), ("direction", "out")];
+    assert!(value(&samples, "portico_bytes_total", &out).unwrap() >= 5.0);
+    assert_eq!(
+        value(
+            &samples,
+            "portico_connections_active",
+            &[("listener", "web")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "portico_connections_total",
+            &[("listener", "web")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn status_json_shape() {
+    let backend = Backend::http1().route("/api/a", "A").spawn().await;
+    let proxy = Proxy::start(&config(backend.addr, "")).await;
+    let mut conn = HttpConn::h1(proxy.addr("web")).await;
+    assert_eq!(conn.get("a.test", "/api/a").await.status, 200);
+    assert_eq!(conn.get("a.test", "/dead/").await.status, 502);
+
+    let r = admin(proxy.admin_addr(), "GET", "/status", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let s: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(s["generation"], 1);
+    assert_eq!(s["ready"], true);
+    assert_eq!(s["draining"], false);
+    assert!(s["last_reload"].is_null());
+    let l = &s["listeners"][0];
+    assert_eq!(l["name"], "web");
+    assert_eq!(l["address"], proxy.addr("web").to_string());
+    assert_eq!(l["mode"], "http");
+    assert_eq!(l["connections_active"], 1);
+    let names: Vec<&str> = s["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api", "dead", "hello"]);
+    assert_eq!(s["routes"][0]["upstream"], "api");
+    assert_eq!(s["routes"][2]["action"], "respond");
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            let r = admin(proxy.admin_addr(), "GET", "/status", None).await;
+            let s: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            s["routes"][0]["requests"]["2xx"] == 1
+        })
+        .await
+    );
+    let up = &s["upstreams"][0];
+    assert_eq!(up["name"], "api");
+    let b = &up["backends"][0];
+    assert_eq!(b["address"], backend.addr.to_string());
+    assert_eq!(b["health"], "up");
+    assert_eq!(b["responses"], 1);
+    assert!(
+        b.get("in_flight").is_some() && b.get("ewma_ms").is_some() && b.get("ejected").is_some()
+    );
+    let dead = &s["upstreams"][1]["backends"][0];
+    assert_eq!(dead["health"], "down");
+    assert_eq!(dead["errors"]["connect"], 1);
+}
+
+#[tokio::test]
+async fn token_guards_everything_but_probes_and_the_page() {
+    let backend = Backend::http1().spawn().await;
+    let proxy = Proxy::start(&config(backend.addr, "  token: s3cret\n")).await;
+    let adm = proxy.admin_addr();
+    for path in ["/livez", "/readyz", "/"] {
+        assert_eq!(admin(adm, "GET", path, None).await.status, 200, "{path}");
+    }
+    for (method, path) in [("GET", "/metrics"), ("GET", "/status"), ("POST", "/reload")] {
+        for token in [None, Some("s3cre"), Some("s3cret2"), Some("")] {
+            let r = admin(adm, method, path, token).await;
+            assert_eq!(r.status, 401, "{method} {path} with {token:?}");
+            assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+        }
+    }
+    assert_eq!(
+        admin(adm, "GET", "/metrics", Some("s3cret")).await.status,
+        200
+    );
+    assert_eq!(
+        admin(adm, "GET", "/status", Some("s3cret")).await.status,
+        200
+    );
+    let reload = admin(adm, "POST", "/reload", Some("s3cret")).await;
+    assert_eq!(reload.status, 501);
+    assert_eq!(body(&reload), "reload not available in this build\n");
+}
+
+#[tokio::test]
+async fn methods_paths_and_the_dashboard_page() {
+    let backend = Backend::http1().spawn().await;
+    let proxy = Proxy::start(&config(backend.addr, "")).await;
+    let adm = proxy.admin_addr();
+    assert_eq!(admin(adm, "GET", "/nope", None).await.status, 404);
+    let r = admin(adm, "GET", "/reload", None).await;
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+    assert_eq!(admin(adm, "POST", "/status", None).await.status, 405);
+    let page = admin(adm, "GET", "/", None).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let html = body(&page);
+    assert!(html.contains("fetch(\"/status\""), "the page polls /status");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external assets"
+    );
+    assert_eq!(admin(adm, "GET", "/dashboard", None).await.status, 200);
+}
+
+#[test]
+fn check_refuses_a_public_admin_without_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portico.yaml");
+    let base =
+        "listeners:\n  - name: web\n    bind: 127.0.0.1:8080\nadmin:\n  bind: 0.0.0.0:9901\n";
+    std::fs::write(&file, base).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("portico.yaml:5:"), "{text}");
+    assert!(text.contains("admin.bind"), "{text}");
+    assert!(text.contains("needs `token` or `token_file`"), "{text}");
+
+    std::fs::write(&file, format!("{base}  token: s3cret\n")).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
