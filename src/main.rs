@@ -34,6 +34,12 @@ enum Command {
     Run,
     /// Validate the configuration, print every problem, exit non-zero on errors.
     Check,
+    /// Ask the running Portico (through the admin listener named in the config) to reload.
+    Reload {
+        /// Validate and show what would change without applying it.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -48,6 +54,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&cli.config),
         Command::Run => run(&cli.config),
+        Command::Reload { dry_run } => reload(&cli.config, dry_run),
     }
 }
 
@@ -85,6 +92,42 @@ fn check(path: &Path) -> ExitCode {
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn reload(path: &Path, dry_run: bool) -> ExitCode {
+    let admin = match config::load_admin(path) {
+        Ok(Some(admin)) => admin,
+        Ok(None) => {
+            eprintln!(
+                "{}: no `admin:` section; the running process can only be reloaded through its admin listener (or SIGHUP)",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match portico::admin::client::post_reload(&admin, dry_run) {
+        Ok((status, body)) => {
+            let shown = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_else(|| body.trim_end().to_owned());
+            println!("{shown}");
+            if status == 200 {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("reload answered HTTP {status}");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("portico: {e}");
+            ExitCode::FAILURE
         }
     }
 }

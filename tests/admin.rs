@@ -322,3 +322,36 @@ fn check_refuses_a_public_admin_without_token() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn reload_cli_posts_to_the_admin_listener() {
+    let backend = Backend::http1().spawn().await;
+    let proxy = Proxy::start(&config(backend.addr, "  token: cli-token\n")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portico.yaml");
+    // The file names the running admin listener; its other sections do not matter here.
+    let yaml = format!(
+        "listeners:\n  - name: web\n    bind: nowhere\nadmin:\n  bind: {}\n  token: cli-token\n",
+        proxy.admin_addr()
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["reload", "--dry-run", "-c", file.to_str().unwrap()])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("reload not available in this build"),
+        "{text}"
+    );
+    assert!(text.contains("HTTP 501"), "{text}");
+}

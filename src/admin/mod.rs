@@ -4,6 +4,7 @@
 //! token when one is configured (read from the running snapshot, so a reload can rotate it).
 
 pub mod auth;
+pub mod client;
 pub mod control;
 pub mod status;
 

@@ -30,6 +30,24 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Diagnostic>), ConfigError> {
     Ok((config, warnings))
 }
 
+/// Reads only the `admin:` section of the config file at `path` (for `portico reload`,
+/// which must reach the running process even when the rest of the file is being fixed).
+pub fn load_admin(path: &Path) -> Result<Option<model::Admin>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base_dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let label = path.display().to_string();
+    let (raw, locations) = locate::parse_yaml(&text, &label).map_err(|d| ConfigError::Invalid {
+        diagnostics: vec![*d],
+    })?;
+    validate::admin_only(&raw, &locations, &label, base_dir)
+}
+
 /// Validates config text. `file_label` names the text in diagnostics (and becomes
 /// `Config::source`); relative file paths in it are resolved against `base_dir`.
 pub fn parse_str(

@@ -232,6 +232,23 @@ pub fn validate(
     }
 }
 
+/// Only the `admin:` section (what `portico reload` needs to reach the running process,
+/// even when the rest of the file has errors).
+pub fn admin_only(
+    raw: &RawConfig,
+    locations: &Locations,
+    file: &str,
+    base_dir: &Path,
+) -> Result<Option<super::model::Admin>, ConfigError> {
+    let mut ctx = Ctx::new(file, base_dir, locations);
+    match admin::admin(&mut ctx, raw.admin.as_ref(), None) {
+        Some(admin) if !ctx.has_errors() => Ok(admin),
+        _ => Err(ConfigError::Invalid {
+            diagnostics: ctx.diagnostics,
+        }),
+    }
+}
+
 fn settings(ctx: &mut Ctx<'_>, raw: RawSettings) -> Option<Settings> {
     let mut trusted_proxies = Vec::new();
     let mut ok = true;
