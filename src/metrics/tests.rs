@@ -87,3 +87,52 @@ fn status_classes() {
     assert_eq!(status_class(404), "4xx");
     assert_eq!(status_class(600), "5xx");
 }
+
+/// Every `portico_*` name the Grafana dashboard and the operations guide use is exported.
+#[test]
+fn dashboard_and_docs_use_existing_metric_names() {
+    let m = Metrics::new();
+    let b = BackendLabels::new("u", "127.0.0.1:1");
+    m.request(&RouteLabels::new("l", "r"), 200, Duration::from_millis(1));
+    m.backend_response(&b, Duration::from_millis(1));
+    m.upstream_error(&b, "connect");
+    m.retry("u");
+    let _in_flight = m.backend_in_flight(b.clone());
+    let _conn = m.connection("l");
+    let _tunnel = m.tunnel("l", "tcp");
+    m.bytes("l", 1, 1);
+    m.tls_handshake("l", Ok(()));
+    m.tls_handshake("l", Err("eof"));
+    m.reload(true, 2);
+    m.set_certificates([("l", "c.pem".to_owned(), 1)]);
+    let text = m.encode();
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(families.len() >= 18, "{families:?}");
+    let sources = [
+        include_str!("../../examples/grafana-dashboard.json"),
+        include_str!("../../docs/operations.md"),
+    ];
+    let mut checked = 0;
+    for source in sources {
+        for (i, _) in source.match_indices("portico_") {
+            let name: String = source[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name == "portico_" || name.ends_with('_') {
+                continue;
+            }
+            let family = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(families.contains(&family), "{name} is not exported");
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} names checked");
+}
