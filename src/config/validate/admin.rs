@@ -154,6 +154,6 @@ mod tests {
         let (config, _) = valid(&yaml);
         let admin = config.admin.unwrap();
         assert_eq!(admin.token.as_ref().unwrap().expose(), "from-file");
-        assert_eq!(format!("{admin:?}").contains("from-file"), false);
+        assert!(!format!("{admin:?}").contains("from-file"));
     }
 }
