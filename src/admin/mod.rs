@@ -218,3 +218,6 @@ fn json(status: StatusCode, value: &serde_json::Value) -> AdminResponse {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
+
+#[cfg(test)]
+mod tests;
