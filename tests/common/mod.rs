@@ -2,6 +2,7 @@
 //! the proxy in-process on ephemeral loopback ports, clients (hyper and raw TCP), polling helpers.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod backend;
 pub mod body;
 pub mod certs;
@@ -15,6 +16,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 // Each test file uses a different subset of the harness.
+#[allow(unused_imports)]
+pub use admin::{admin, body, parse_metrics, scrape, value, Sample};
 #[allow(unused_imports)]
 pub use backend::{Backend, BackendHandle, RecordedRequest, Reply};
 #[allow(unused_imports)]
