@@ -267,6 +267,10 @@ mod tests {
         assert_eq!(up.timeouts.response, Duration::from_secs(60));
         assert_eq!(up.timeouts.idle, Duration::from_secs(90));
         assert_eq!(up.max_idle_per_backend, 32);
+
+        let admin = config.admin.as_ref().unwrap();
+        assert_eq!(admin.bind, "127.0.0.1:9901".parse::<SocketAddr>().unwrap());
+        assert_eq!(admin.token.as_ref().unwrap().expose(), "change-me");
     }
 
     #[test]
