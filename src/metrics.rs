@@ -2,6 +2,7 @@
 //! so counters survive reloads), families named `portico_*`, no global recorder. Data-plane
 //! modules call the small recording methods here; the admin listener encodes the registry.
 
+mod handles;
 mod labels;
 
 use std::time::Duration;
@@ -12,7 +13,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+pub use handles::{BackendMetrics, ListenerMetrics, RouteMetrics};
 pub use labels::*;
+
+/// Status classes in label order.
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 

@@ -9,7 +9,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::model::{Config, Listener};
 use crate::error::Error;
-use crate::metrics::Metrics;
+use crate::metrics::{BackendLabels, BackendMetrics, ListenerMetrics, Metrics, RouteMetrics};
 use crate::router::Router;
 use crate::tls::{self, SniIndex};
 use crate::upstream::UpstreamPool;
@@ -31,6 +31,19 @@ pub struct ListenerState {
     pub tls: Option<ListenerTlsState>,
     /// WebSocket tunnels open on this listener (limit: `limits.max_tunnels`).
     pub tunnels: AtomicUsize,
+    /// Metric handles: bytes of this listener.
+    pub metrics: ListenerMetrics,
+    /// Request metrics per route: index 0 for requests no route matched, `i + 1` for
+    /// `config.routes[i]`; `None` for routes that do not apply to this listener.
+    pub route_metrics: Vec<Option<RouteMetrics>>,
+}
+
+impl ListenerState {
+    /// The request metrics of route `route` (`None`: no route matched) on this listener.
+    pub fn route_metrics(&self, route: Option<usize>) -> Option<&RouteMetrics> {
+        let slot = route.map_or(0, |r| r + 1);
+        self.route_metrics.get(slot).and_then(Option::as_ref)
+    }
 }
 
 /// Everything the data plane reads, built once per configuration.
@@ -46,6 +59,8 @@ pub struct Snapshot {
     /// The process's metrics: owned by `Server` and handed to every snapshot it builds, so
     /// counters survive reloads.
     pub metrics: Arc<Metrics>,
+    /// Metric handles per backend, same order as `upstreams` and their `config.servers`.
+    pub backend_metrics: Vec<Vec<BackendMetrics>>,
 }
 
 impl Snapshot {
@@ -76,10 +91,17 @@ impl Snapshot {
                 }
                 None => None,
             };
+            let mut route_metrics = vec![Some(metrics.route_metrics(&l.name, "-"))];
+            route_metrics.extend(config.routes.iter().map(|r| {
+                (r.listeners.is_empty() || r.listeners.contains(&l.name))
+                    .then(|| metrics.route_metrics(&l.name, &r.name))
+            }));
             listeners.push(Arc::new(ListenerState {
                 config: l.clone(),
                 tls,
                 tunnels: AtomicUsize::new(0),
+                metrics: metrics.listener_metrics(&l.name),
+                route_metrics,
             }));
         }
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
@@ -98,6 +120,16 @@ impl Snapshot {
             };
             upstreams.push(Arc::new(UpstreamPool::new(u.clone(), client)));
         }
+        let backend_metrics = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                u.servers
+                    .iter()
+                    .map(|s| metrics.backend_metrics(BackendLabels::new(&u.name, s.address)))
+                    .collect()
+            })
+            .collect();
         let router = Router::new(&config.routes);
         let route_tunnels = config.routes.iter().map(|_| AtomicUsize::new(0)).collect();
         Ok((
@@ -109,9 +141,30 @@ impl Snapshot {
                 listeners,
                 route_tunnels,
                 metrics: Arc::clone(metrics),
+                backend_metrics,
             },
             warnings,
         ))
+    }
+
+    /// The metric handles of backend `addr` of upstream `upstream` (made on the spot for a
+    /// backend the config does not list).
+    pub fn backend_metrics(
+        &self,
+        upstream: usize,
+        addr: std::net::SocketAddr,
+    ) -> std::borrow::Cow<'_, BackendMetrics> {
+        let servers = self.config.upstreams.get(upstream).map(|u| &u.servers);
+        let index = servers.and_then(|s| s.iter().position(|s| s.address == addr));
+        match index.and_then(|i| self.backend_metrics.get(upstream)?.get(i)) {
+            Some(m) => std::borrow::Cow::Borrowed(m),
+            None => {
+                let name = self.config.upstreams.get(upstream).map_or("-", |u| &u.name);
+                std::borrow::Cow::Owned(
+                    self.metrics.backend_metrics(BackendLabels::new(name, addr)),
+                )
+            }
+        }
     }
 
     /// The listener state by its index in the config.

@@ -122,8 +122,7 @@ pub async fn serve(
         shutdown,
     )
     .await;
-    snapshot.metrics.bytes(
-        &config.name,
+    listener.metrics.bytes(
         counters.client_to_backend.load(Ordering::Relaxed),
         counters.backend_to_client.load(Ordering::Relaxed),
     );

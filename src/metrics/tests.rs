@@ -136,3 +136,34 @@ fn dashboard_and_docs_use_existing_metric_names() {
     }
     assert!(checked > 20, "only {checked} names checked");
 }
+
+/// Handles resolved for two snapshots feed the same series, created only when first used.
+#[test]
+fn handles_of_two_snapshots_share_series() {
+    let m = Metrics::new();
+    let old = m.route_metrics("web", "api");
+    let new = m.route_metrics("web", "api");
+    assert!(!m.encode().contains("route=\"api\""), "series made before use");
+    old.record(200, Duration::from_millis(1));
+    new.record(201, Duration::from_millis(1));
+    new.record(502, Duration::from_millis(1));
+    assert_eq!(m.request_count("web", "api", "2xx"), 2);
+    assert_eq!(m.request_count("web", "api", "5xx"), 1);
+
+    let labels = BackendLabels::new("api", "127.0.0.1:1");
+    let a = m.backend_metrics(labels.clone());
+    let b = m.backend_metrics(labels.clone());
+    let guard = a.in_flight();
+    assert_eq!(m.in_flight_count(&labels), 1);
+    drop(guard);
+    b.response(Duration::from_millis(1));
+    assert_eq!(m.backend_response_count(&labels), 1);
+    assert_eq!(m.backend_health(&labels), Some(true));
+    a.error(&m, "connect");
+    assert_eq!(m.backend_health(&labels), Some(false));
+
+    let l = m.listener_metrics("web");
+    l.bytes(3, 0);
+    assert!(m.encode().contains(r#"portico_bytes_total{listener="web",direction="in"} 3"#));
+    assert!(!m.encode().contains(r#"direction="out""#));
+}

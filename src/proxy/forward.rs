@@ -15,7 +15,6 @@ use super::log::AccessRecord;
 use super::{respond, ConnInfo, Target};
 use crate::body::{BodyError, ProxyBody};
 use crate::config::model::{HostHeader, Route, UpstreamProtocol};
-use crate::metrics::BackendLabels;
 use crate::state::Snapshot;
 use crate::upstream::{Backend, UpstreamError, UpstreamPool};
 
@@ -42,7 +41,7 @@ pub async fn forward(
         tracing::warn!(route = %route.name, upstream = %pool.name, "no usable backend");
         return respond::error(StatusCode::SERVICE_UNAVAILABLE, "no backend available");
     };
-    record.set_backend(&pool.name, backend.addr);
+    record.set_backend(upstream, backend.addr);
     let counter = if http_body::Body::is_end_stream(req.body()) {
         None
     } else {
@@ -57,18 +56,16 @@ pub async fn forward(
         Ok(r) => r,
         Err(reason) => return respond::error(StatusCode::BAD_REQUEST, reason),
     };
-    let labels = BackendLabels::new(&pool.name, backend.addr);
+    let metrics = snapshot.backend_metrics(upstream, backend.addr);
     let sent_at = Instant::now();
     match pool.send(backend, upstream_req).await {
         Ok(sent) => {
-            snapshot
-                .metrics
-                .backend_response(&labels, sent_at.elapsed());
+            metrics.response(sent_at.elapsed());
             relay(sent.response, &snapshot.config.settings.via)
         }
         Err(err) => {
             if client_body_error(&err).is_none() {
-                snapshot.metrics.upstream_error(&labels, err.kind());
+                metrics.error(&snapshot.metrics, err.kind());
             }
             failure(route, pool, backend, err)
         }

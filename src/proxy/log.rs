@@ -14,7 +14,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::body::{BodyError, ProxyBody};
-use crate::metrics::{BackendLabels, InFlight, RouteLabels};
+use crate::metrics::{InFlight, RouteLabels};
 use crate::state::{ListenerState, Snapshot};
 
 /// What is known about a request while it is handled.
@@ -67,13 +67,9 @@ impl AccessRecord {
 
     /// The backend chosen for this request; it counts as in flight there until the response
     /// body ends (or the request is dropped).
-    pub fn set_backend(&mut self, upstream: &str, backend: SocketAddr) {
+    pub fn set_backend(&mut self, upstream: usize, backend: SocketAddr) {
         self.backend = Some(backend);
-        self.in_flight = Some(
-            self.snapshot
-                .metrics
-                .backend_in_flight(BackendLabels::new(upstream, backend)),
-        );
+        self.in_flight = Some(self.snapshot.backend_metrics(upstream, backend).in_flight());
     }
 
     /// A counter for the request body's bytes (access log and metrics).
@@ -114,14 +110,16 @@ impl Drop for Pending {
         let route = name(r.route.and_then(|i| cfg.routes.get(i)).map(|x| &x.name));
         let bytes_in = r.bytes_in.as_ref().map_or(0, |c| c.load(Ordering::Relaxed));
         let elapsed = r.started.elapsed();
-        let metrics = &r.snapshot.metrics;
         let listener = &r.listener.config.name;
-        metrics.request(
-            &RouteLabels::new(listener, route),
-            self.status.as_u16(),
-            elapsed,
-        );
-        metrics.bytes(listener, bytes_in, self.bytes_out);
+        let status = self.status.as_u16();
+        match r.listener.route_metrics(r.route) {
+            Some(m) => m.record(status, elapsed),
+            None => r
+                .snapshot
+                .metrics
+                .request(&RouteLabels::new(listener, route), status, elapsed),
+        }
+        r.listener.metrics.bytes(bytes_in, self.bytes_out);
         if !cfg.settings.access_log || r.suppressed {
             return;
         }

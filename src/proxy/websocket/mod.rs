@@ -88,7 +88,7 @@ pub async fn upgrade(
         tracing::warn!(route = %route.name, upstream = %pool.name, "no usable backend");
         return respond::error(StatusCode::SERVICE_UNAVAILABLE, "no backend available");
     };
-    record.set_backend(&pool.name, backend.addr);
+    record.set_backend(upstream, backend.addr);
 
     // Taken before the request is rewritten: it resolves once hyper has sent our 101 (or 200
     // on h2) and the client's stream is free, with any bytes the client sent early.
@@ -104,17 +104,15 @@ pub async fn upgrade(
         Ok(r) => handshake::to_backend(r, kind, key.as_deref(), &offer),
         Err(reason) => return respond::error(StatusCode::BAD_REQUEST, reason),
     };
-    let labels = crate::metrics::BackendLabels::new(&pool.name, backend.addr);
+    let metrics = snapshot.backend_metrics(upstream, backend.addr);
     let sent_at = std::time::Instant::now();
     let mut response = match pool.upgrade(backend, upstream_req).await {
         Ok(r) => {
-            snapshot
-                .metrics
-                .backend_response(&labels, sent_at.elapsed());
+            metrics.response(sent_at.elapsed());
             r
         }
         Err(err) => {
-            snapshot.metrics.upstream_error(&labels, err.kind());
+            metrics.error(&snapshot.metrics, err.kind());
             return forward::failure(route, pool, backend, err);
         }
     };

@@ -92,11 +92,10 @@ impl Session {
     /// Writes the session's one record (target `portico::access`, message `websocket`).
     pub fn log(&self, outcome: &Outcome) {
         let cfg = &self.permit.snapshot.config;
-        self.permit.snapshot.metrics.bytes(
-            &self.permit.listener.config.name,
-            outcome.bytes_up,
-            outcome.bytes_down,
-        );
+        self.permit
+            .listener
+            .metrics
+            .bytes(outcome.bytes_up, outcome.bytes_down);
         if !cfg.settings.access_log {
             return;
         }
