@@ -14,7 +14,7 @@ use super::labels::{BackendLabels, BytesLabels, RequestLabels, RouteLabels};
 use super::{status_class, InFlight, Metrics, CLASSES};
 
 /// One series of a family, looked up on first use and then held.
-struct Lazy<L, M, C> {
+struct Lazy<L, M, C = fn() -> M> {
     family: Family<L, M, C>,
     labels: L,
     metric: OnceLock<M>,
@@ -62,8 +62,8 @@ impl<L, M, C> std::fmt::Debug for Lazy<L, M, C> {
 /// Requests of one route (or of no route) on one listener.
 #[derive(Debug)]
 pub struct RouteMetrics {
-    classes: [Lazy<RequestLabels, Counter, fn() -> Counter>; 5],
-    duration: Lazy<RouteLabels, Histogram, fn() -> Histogram>,
+    classes: [Lazy<RequestLabels, Counter>; 5],
+    duration: Lazy<RouteLabels, Histogram>,
 }
 
 impl RouteMetrics {
@@ -82,8 +82,8 @@ impl RouteMetrics {
 /// Payload bytes of one listener.
 #[derive(Debug)]
 pub struct ListenerMetrics {
-    bytes_in: Lazy<BytesLabels, Counter, fn() -> Counter>,
-    bytes_out: Lazy<BytesLabels, Counter, fn() -> Counter>,
+    bytes_in: Lazy<BytesLabels, Counter>,
+    bytes_out: Lazy<BytesLabels, Counter>,
 }
 
 impl ListenerMetrics {
@@ -101,10 +101,10 @@ impl ListenerMetrics {
 #[derive(Debug, Clone)]
 pub struct BackendMetrics {
     labels: BackendLabels,
-    duration: Lazy<BackendLabels, Histogram, fn() -> Histogram>,
-    responses: Lazy<BackendLabels, Counter, fn() -> Counter>,
-    in_flight: Lazy<BackendLabels, Gauge, fn() -> Gauge>,
-    health: Lazy<BackendLabels, Gauge, fn() -> Gauge>,
+    duration: Lazy<BackendLabels, Histogram>,
+    responses: Lazy<BackendLabels, Counter>,
+    in_flight: Lazy<BackendLabels, Gauge>,
+    health: Lazy<BackendLabels, Gauge>,
 }
 
 impl BackendMetrics {
