@@ -31,6 +31,9 @@ use crate::state::SharedState;
 /// The dashboard page: one file, no external assets.
 const DASHBOARD: &str = include_str!("dashboard.html");
 
+/// Concurrent admin connections; more wait in the backlog.
+const MAX_CONNECTIONS: usize = 64;
+
 /// What the admin endpoints read.
 pub struct AdminContext {
     pub state: SharedState,
@@ -47,7 +50,11 @@ type AdminResponse = Response<Full<Bytes>>;
 /// Accepts admin connections until the task is dropped (it keeps answering during a drain,
 /// so `/readyz` can say so).
 pub async fn serve(tcp: TcpListener, ctx: Arc<AdminContext>) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match tcp.accept().await {
             Ok(pair) => pair,
             Err(e) => {
@@ -70,6 +77,7 @@ pub async fn serve(tcp: TcpListener, ctx: Arc<AdminContext>) {
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "admin connection ended with an error");
             }
+            drop(permit);
         });
     }
 }
