@@ -143,7 +143,10 @@ fn handles_of_two_snapshots_share_series() {
     let m = Metrics::new();
     let old = m.route_metrics("web", "api");
     let new = m.route_metrics("web", "api");
-    assert!(!m.encode().contains("route=\"api\""), "series made before use");
+    assert!(
+        !m.encode().contains("route=\"api\""),
+        "series made before use"
+    );
     old.record(200, Duration::from_millis(1));
     new.record(201, Duration::from_millis(1));
     new.record(502, Duration::from_millis(1));
@@ -164,6 +167,8 @@ fn handles_of_two_snapshots_share_series() {
 
     let l = m.listener_metrics("web");
     l.bytes(3, 0);
-    assert!(m.encode().contains(r#"portico_bytes_total{listener="web",direction="in"} 3"#));
+    assert!(m
+        .encode()
+        .contains(r#"portico_bytes_total{listener="web",direction="in"} 3"#));
     assert!(!m.encode().contains(r#"direction="out""#));
 }
