@@ -82,7 +82,7 @@ impl Metrics {
             request_duration: register!(r, "request_duration_seconds", "Time from request head to the end of the response body, per route", histograms()),
             backend_duration: register!(r, "backend_response_duration_seconds", "Time from sending to a backend until its response head, per backend", histograms()),
             backend_responses: register!(r, "backend_responses", "Response heads received from a backend", Family::default()),
-            upstream_errors: register!(r, "upstream_errors", "Failed backend exchanges by kind (connect, connect_timeout, tls, handshake, timeout, protocol, no_backend)", Family::default()),
+            upstream_errors: register!(r, "upstream_errors", "Failed backend exchanges by kind (connect, connect_timeout, tls, handshake, timeout, reset, protocol, no_backend)", Family::default()),
             retries: register!(r, "upstream_retries", "Requests retried on another attempt, per upstream", Family::default()),
             in_flight: register!(r, "backend_requests_in_flight", "Requests sent to a backend whose response has not ended", Family::default()),
             connections: register!(r, "connections", "Client connections accepted, per listener", Family::default()),

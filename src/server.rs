@@ -110,6 +110,12 @@ impl Server {
         self.admin.as_ref().map(|(_, a)| *a)
     }
 
+    /// Sets what `POST /reload` and `/status`'s `last_reload` use; without it the admin
+    /// listener answers reloads with 501.
+    pub fn set_control(&mut self, control: Arc<dyn Control>) {
+        self.control = control;
+    }
+
     /// The process's metrics registry (shared by every snapshot).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics

@@ -279,3 +279,52 @@ async fn reload_cli_posts_to_the_admin_listener() {
     );
     assert!(text.contains("HTTP 501"), "{text}");
 }
+
+/// Counts reloads and answers like a reload mechanism would.
+struct FakeReload {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl portico::admin::Control for FakeReload {
+    fn reload(
+        &self,
+        dry_run: bool,
+    ) -> Option<futures_util::future::BoxFuture<'static, serde_json::Value>> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        Some(Box::pin(async move {
+            serde_json::json!({ "ok": true, "dry_run": dry_run, "generation": n, "changes": ["routes[0]"], "errors": [], "warnings": [] })
+        }))
+    }
+
+    fn last_reload(&self) -> Option<serde_json::Value> {
+        let n = self.calls.load(std::sync::atomic::Ordering::SeqCst);
+        (n > 0).then(|| serde_json::json!({ "ok": true, "generation": n }))
+    }
+}
+
+#[tokio::test]
+async fn an_installed_control_answers_reload_over_the_socket() {
+    let backend = Backend::http1().spawn().await;
+    let (config, _) =
+        portico::config::parse_str(&config(backend.addr, ""), "t.yaml", &std::env::temp_dir())
+            .unwrap();
+    let mut server = portico::Server::bind(config).await.unwrap();
+    server.set_control(std::sync::Arc::new(FakeReload {
+        calls: Default::default(),
+    }));
+    let adm = server.admin_addr().unwrap();
+    let shutdown = server.shutdown_handle();
+    let run = tokio::spawn(server.run());
+    let r = admin(adm, "POST", "/reload?dry_run=1", None).await;
+    assert_eq!(r.status, 200, "{}", body(&r));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (v["dry_run"].clone(), v["changes"][0].clone()),
+        (true.into(), "routes[0]".into())
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&admin(adm, "GET", "/status", None).await.body).unwrap();
+    assert_eq!(status["last_reload"]["generation"], 1);
+    shutdown.trigger();
+    run.await.unwrap().unwrap();
+}

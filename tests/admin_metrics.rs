@@ -161,3 +161,59 @@ async fn layer4_tunnels_and_connect_errors() {
     })
     .await;
 }
+
+/// Reads a request head and closes without answering.
+async fn hanging_up_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn upstream_errors_tell_reset_from_protocol() {
+    let garbage = Backend::garbage().spawn().await;
+    let hangup = hanging_up_backend().await;
+    let yaml = format!(
+        "listeners:\n  - name: web\n    bind: 127.0.0.1:0\nroutes:\n  - name: g\n    match: {{ path_prefix: /g }}\n    upstream: g\n  - name: h\n    upstream: h\nupstreams:\n  g:\n    servers: [\"{}\"]\n  h:\n    servers: [\"{hangup}\"]\n{ADMIN}",
+        garbage.addr
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let mut conn = HttpConn::h1(proxy.addr("web")).await;
+    assert_eq!(conn.get("a.test", "/g").await.status, 502);
+    assert_eq!(conn.get("a.test", "/h").await.status, 502);
+    until(
+        proxy.admin_addr(),
+        "one protocol error and one reset",
+        |s| {
+            let errors = |u, k| {
+                value(
+                    s,
+                    "portico_upstream_errors_total",
+                    &[("upstream", u), ("kind", k)],
+                )
+            };
+            errors("g", "protocol") == Some(1.0) && errors("h", "reset") == Some(1.0)
+        },
+    )
+    .await;
+    // A backend that answers nonsense or hangs up is still reachable: not marked down.
+    let samples = scrape(proxy.admin_addr(), None).await;
+    assert_eq!(
+        value(&samples, "portico_backend_up", &[("upstream", "h")]),
+        None
+    );
+}

@@ -13,13 +13,14 @@ use crate::upstream::UpstreamPool;
 /// Status classes, in the order the JSON lists them.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// `UpstreamError::kind()` values, in the order the JSON lists them.
-const ERROR_KINDS: [&str; 7] = [
+/// `UpstreamError::kind()` values (and `reset`), in the order the JSON lists them.
+const ERROR_KINDS: [&str; 8] = [
     "connect",
     "connect_timeout",
     "tls",
     "handshake",
     "timeout",
+    "reset",
     "protocol",
     "no_backend",
 ];

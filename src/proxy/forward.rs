@@ -65,7 +65,7 @@ pub async fn forward(
         }
         Err(err) => {
             if client_body_error(&err).is_none() {
-                metrics.error(&snapshot.metrics, err.kind());
+                metrics.error(&snapshot.metrics, error_kind(&err));
             }
             failure(route, pool, backend, err)
         }
@@ -215,6 +215,31 @@ pub(super) fn failure(
         _ => "backend sent an invalid response or closed the connection",
     };
     respond::error(status, reason)
+}
+
+/// The `kind` label of a failed exchange: `UpstreamError::kind()`, with `reset` split out of
+/// `protocol` when the backend closed or reset the connection before a whole response head.
+pub(super) fn error_kind(err: &UpstreamError) -> &'static str {
+    if let UpstreamError::Request { source, .. } = err {
+        if source.is_incomplete_message() || reset_in_chain(source) {
+            return "reset";
+        }
+    }
+    err.kind()
+}
+
+fn reset_in_chain(err: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    let mut source = err.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted) {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The request failed because of the client's body (our size limit, or the client's stream

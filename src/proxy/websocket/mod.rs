@@ -112,7 +112,7 @@ pub async fn upgrade(
             r
         }
         Err(err) => {
-            metrics.error(&snapshot.metrics, err.kind());
+            metrics.error(&snapshot.metrics, forward::error_kind(&err));
             return forward::failure(route, pool, backend, err);
         }
     };
