@@ -1,10 +1,12 @@
 //! Configuration: YAML text -> raw serde structs -> validated, immutable `model::Config`.
 //! Every problem is reported at once, each with file:line:column and its key path.
 
+mod balancing;
 mod diagnostic;
 mod locate;
 pub mod model;
 mod raw;
+mod raw_balancing;
 mod units;
 mod validate;
 

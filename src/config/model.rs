@@ -11,6 +11,8 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use ipnet::IpNet;
 use regex::Regex;
 
+pub use super::balancing::{BalancerKind, Balancing, HashKey, Sticky};
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -350,6 +352,8 @@ pub struct Upstream {
     pub name: String,
     pub servers: Vec<ServerAddr>,
     pub balancer: BalancerKind,
+    /// Hash key, fallback, EWMA decay, sticky cookie.
+    pub balancing: Balancing,
     pub protocol: UpstreamProtocol,
     /// `Some`: re-encrypt to the backends.
     pub tls: Option<UpstreamTls>,
@@ -363,14 +367,6 @@ pub struct ServerAddr {
     pub address: SocketAddr,
     /// Default: 1.
     pub weight: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BalancerKind {
-    RoundRobin,
-    /// The default: with equal weights it is plain round robin.
-    #[default]
-    WeightedRoundRobin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

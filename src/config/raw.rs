@@ -163,7 +163,8 @@ pub struct RawRedirect {
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub servers: Option<Vec<RawServer>>,
-    pub balancer: Option<String>,
+    pub balancer: Option<super::raw_balancing::RawBalancer>,
+    pub sticky: Option<super::raw_balancing::RawSticky>,
     pub protocol: Option<String>,
     pub tls: Option<RawUpstreamTls>,
     pub timeouts: Option<RawTimeouts>,

@@ -3,6 +3,7 @@
 
 mod action;
 mod admin;
+mod balancing;
 mod l4;
 mod listener;
 mod matcher;

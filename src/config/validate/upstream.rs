@@ -9,7 +9,7 @@ use super::matcher::parse_host;
 use super::route::unknown_name;
 use super::{join, Ctx};
 use crate::config::model::{
-    BalancerKind, HostMatch, ServerAddr, Upstream, UpstreamProtocol, UpstreamTimeouts, UpstreamTls,
+    HostMatch, ServerAddr, Upstream, UpstreamProtocol, UpstreamTimeouts, UpstreamTls,
 };
 use crate::config::raw::{
     RawListener, RawRoute, RawServer, RawTimeouts, RawUpstream, RawUpstreamTls,
@@ -49,18 +49,7 @@ fn upstream(ctx: &mut Ctx<'_>, path: &str, name: &str, raw: &RawUpstream) -> Opt
         ok = false;
     }
     let servers = servers(ctx, &join(path, "servers"), raw.servers.as_deref());
-    let balancer = match raw.balancer.as_deref() {
-        None | Some("weighted_round_robin") => Some(BalancerKind::WeightedRoundRobin),
-        Some("round_robin") => Some(BalancerKind::RoundRobin),
-        Some(other) => {
-            let known = ["round_robin", "weighted_round_robin"];
-            ctx.error(
-                &join(path, "balancer"),
-                unknown_name("balancer", other, &known),
-            );
-            None
-        }
-    };
+    let balancing = super::balancing::balancing(ctx, path, raw);
     let protocol = match raw.protocol.as_deref() {
         None | Some("http1") => Some(UpstreamProtocol::Http1),
         Some("h2") => Some(UpstreamProtocol::H2),
@@ -99,7 +88,8 @@ fn upstream(ctx: &mut Ctx<'_>, path: &str, name: &str, raw: &RawUpstream) -> Opt
     Some(Upstream {
         name: name.to_owned(),
         servers: servers?,
-        balancer: balancer?,
+        balancer: balancing.as_ref()?.0,
+        balancing: balancing?.1,
         protocol: protocol?,
         tls: tls?,
         timeouts: timeouts?,
@@ -242,7 +232,7 @@ mod tests {
             ("    servers:\n      - { address: \"127.0.0.1:1\", weight: 0 }\n".into(), "upstreams.api.servers[0].weight", 10, "must be greater than 0"),
             ("    servers:\n      - { address: \"127.0.0.1:1\", weight: -1 }\n".into(), "upstreams.api.servers[0].weight", 10, "whole number"),
             ("    servers:\n      - { adress: \"127.0.0.1:1\" }\n".into(), "upstreams.api.servers[0].adress", 10, "did you mean \"address\"?"),
-            (format!("{SERVERS}    balancer: least_conn\n"), "upstreams.api.balancer", 10, "no balancer named \"least_conn\" (expected one of: round_robin, weighted_round_robin)"),
+            (format!("{SERVERS}    balancer: least_conn\n"), "upstreams.api.balancer", 10, "no balancer named \"least_conn\" (expected one of: round_robin, weighted_round_robin, least_requests, p2c_ewma, random, consistent_hash)"),
             (format!("{SERVERS}    protocol: h3\n"), "upstreams.api.protocol", 10, "no protocol named \"h3\"; did you mean \"h2\"?"),
             (format!("{SERVERS}    protocol: h2\n"), "upstreams.api.protocol", 10, "h2 needs `tls`"),
             (format!("{SERVERS}    protocol: h2c\n    tls: {{}}\n"), "upstreams.api.protocol", 10, "cannot be combined with `tls`"),

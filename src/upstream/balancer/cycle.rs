@@ -1,31 +1,36 @@
-//! Pure backend selection for one upstream: round robin and nginx's smooth weighted round
-//! robin, lock-free (one atomic cursor over a precomputed cycle).
+//! Round robin and nginx's smooth weighted round robin, lock-free (one atomic cursor over a
+//! precomputed cycle).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::config::model::BalancerKind;
+/// Which cycle to precompute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CycleKind {
+    RoundRobin,
+    WeightedRoundRobin,
+}
 
 /// Longest precomputed weighted cycle; larger weight sums are scaled down to fit.
 const MAX_CYCLE: u64 = 4096;
 
-/// Picks backends by index. `Send + Sync`; share it behind an `Arc` for the pool's lifetime.
+/// Picks backends by index along a precomputed cycle. `Send + Sync`.
 #[derive(Debug)]
-pub struct Balancer {
+pub(super) struct Cycle {
     /// One full cycle of backend indices; the cursor walks it forever.
     cycle: Box<[u32]>,
     cursor: AtomicUsize,
 }
 
-impl Balancer {
+impl Cycle {
     /// `weights` has one entry per backend. Round robin ignores the values. Weighted round
     /// robin gives a backend of weight 0 no traffic at all (a drained server).
-    pub fn new(kind: BalancerKind, weights: &[u32]) -> Balancer {
+    pub(super) fn new(kind: CycleKind, weights: &[u32]) -> Cycle {
         let count = u32::try_from(weights.len()).unwrap_or(u32::MAX);
         let cycle = match kind {
-            BalancerKind::RoundRobin => (0..count).collect(),
-            BalancerKind::WeightedRoundRobin => smooth_weighted_cycle(&scale(weights)),
+            CycleKind::RoundRobin => (0..count).collect(),
+            CycleKind::WeightedRoundRobin => smooth_weighted_cycle(&scale(weights)),
         };
-        Balancer {
+        Cycle {
             cycle,
             cursor: AtomicUsize::new(0),
         }
@@ -36,7 +41,7 @@ impl Balancer {
     /// An unusable entry of the cycle is skipped and the cursor moves past it too, so that
     /// over a cycle every usable backend still gets exactly its share instead of the skipped
     /// share landing on one neighbour.
-    pub fn pick(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
+    pub(super) fn pick(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
         let len = self.cycle.len();
         if len == 0 {
             return None;
@@ -121,7 +126,7 @@ mod tests {
     use proptest::prelude::*;
     use std::sync::Arc;
 
-    fn picks(b: &Balancer, n: usize, usable: impl Fn(usize) -> bool) -> Vec<usize> {
+    fn picks(b: &Cycle, n: usize, usable: impl Fn(usize) -> bool) -> Vec<usize> {
         (0..n).map(|_| b.pick(&usable).unwrap()).collect()
     }
 
@@ -136,18 +141,18 @@ mod tests {
     #[test]
     fn balancer_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<Balancer>();
+        assert_send_sync::<Cycle>();
     }
 
     #[test]
     fn round_robin_cycles_and_ignores_weights() {
-        let b = Balancer::new(BalancerKind::RoundRobin, &[9, 1, 0]);
+        let b = Cycle::new(CycleKind::RoundRobin, &[9, 1, 0]);
         assert_eq!(picks(&b, 7, |_| true), [0, 1, 2, 0, 1, 2, 0]);
     }
 
     #[test]
     fn smooth_weighted_matches_nginx_sequence() {
-        let b = Balancer::new(BalancerKind::WeightedRoundRobin, &[5, 1, 1]);
+        let b = Cycle::new(CycleKind::WeightedRoundRobin, &[5, 1, 1]);
         let (a, bb, c) = (0, 1, 2);
         let cycle = [a, a, bb, a, c, a, a];
         let expected: Vec<usize> = cycle.iter().chain(&cycle).copied().collect();
@@ -156,45 +161,42 @@ mod tests {
 
     #[test]
     fn smooth_weighted_interleaves_equal_weights() {
-        let b = Balancer::new(BalancerKind::WeightedRoundRobin, &[2, 2]);
+        let b = Cycle::new(CycleKind::WeightedRoundRobin, &[2, 2]);
         assert_eq!(picks(&b, 4, |_| true), [0, 1, 0, 1]);
     }
 
     #[test]
     fn unusable_backends_are_skipped_and_others_keep_their_shares() {
-        let rr = Balancer::new(BalancerKind::RoundRobin, &[1, 1, 1]);
+        let rr = Cycle::new(CycleKind::RoundRobin, &[1, 1, 1]);
         assert_eq!(picks(&rr, 6, |i| i != 1), [0, 2, 0, 2, 0, 2]);
 
-        let wrr = Balancer::new(BalancerKind::WeightedRoundRobin, &[5, 1, 1]);
+        let wrr = Cycle::new(CycleKind::WeightedRoundRobin, &[5, 1, 1]);
         // Without "a", b and c alternate rather than one of them inheriting a's share.
         assert_eq!(counts(&picks(&wrr, 20, |i| i != 0), 3), [0, 10, 10]);
     }
 
     #[test]
     fn all_unusable_or_empty_gives_none() {
-        let b = Balancer::new(BalancerKind::WeightedRoundRobin, &[3, 2]);
+        let b = Cycle::new(CycleKind::WeightedRoundRobin, &[3, 2]);
         assert_eq!(b.pick(|_| false), None);
+        assert_eq!(Cycle::new(CycleKind::RoundRobin, &[]).pick(|_| true), None);
         assert_eq!(
-            Balancer::new(BalancerKind::RoundRobin, &[]).pick(|_| true),
-            None
-        );
-        assert_eq!(
-            Balancer::new(BalancerKind::WeightedRoundRobin, &[]).pick(|_| true),
+            Cycle::new(CycleKind::WeightedRoundRobin, &[]).pick(|_| true),
             None
         );
     }
 
     #[test]
     fn zero_weight_gets_no_traffic() {
-        let b = Balancer::new(BalancerKind::WeightedRoundRobin, &[0, 2, 1]);
+        let b = Cycle::new(CycleKind::WeightedRoundRobin, &[0, 2, 1]);
         assert_eq!(picks(&b, 6, |_| true), [1, 2, 1, 1, 2, 1]);
-        let none = Balancer::new(BalancerKind::WeightedRoundRobin, &[0, 0]);
+        let none = Cycle::new(CycleKind::WeightedRoundRobin, &[0, 0]);
         assert_eq!(none.pick(|_| true), None);
     }
 
     #[test]
     fn large_weights_are_scaled_into_a_bounded_cycle() {
-        let b = Balancer::new(BalancerKind::WeightedRoundRobin, &[1_000_000, 1, 3_000_000]);
+        let b = Cycle::new(CycleKind::WeightedRoundRobin, &[1_000_000, 1, 3_000_000]);
         assert!(b.cycle.len() <= 4096 + 3);
         let c = counts(&b.cycle.iter().map(|&i| i as usize).collect::<Vec<_>>(), 3);
         assert_eq!(c[1], 1, "a tiny weight still keeps one slot");
@@ -204,7 +206,7 @@ mod tests {
 
     #[test]
     fn concurrent_picks_total_exactly() {
-        let b = Arc::new(Balancer::new(BalancerKind::WeightedRoundRobin, &[3, 2, 1]));
+        let b = Arc::new(Cycle::new(CycleKind::WeightedRoundRobin, &[3, 2, 1]));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let b = Arc::clone(&b);
@@ -235,7 +237,7 @@ mod tests {
             rounds in 1usize..4,
         ) {
             let usable = |i: usize| !down[i] || i == 0;
-            let b = Balancer::new(BalancerKind::WeightedRoundRobin, &weights);
+            let b = Cycle::new(CycleKind::WeightedRoundRobin, &weights);
             let share: usize = (0..weights.len())
                 .filter(|&i| usable(i))
                 .map(|i| weights[i] as usize)
@@ -251,7 +253,7 @@ mod tests {
         fn scaled_weights_stay_proportional(
             weights in prop::collection::vec(1u32..100_000, 1..8),
         ) {
-            let b = Balancer::new(BalancerKind::WeightedRoundRobin, &weights);
+            let b = Cycle::new(CycleKind::WeightedRoundRobin, &weights);
             let len = b.cycle.len();
             let got = counts(&picks(&b, len, |_| true), weights.len());
             let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
