@@ -19,13 +19,16 @@ pub enum BodyError {
     Stream(#[from] hyper::Error),
 }
 
+/// Something kept alive until a streamed body ends (an in-flight guard of the backend).
+pub type Hold = Box<dyn std::any::Any + Send + Sync>;
+
 pin_project_lite::pin_project! {
     /// A request or response body as Portico forwards it.
     #[project = ProxyBodyProj]
     pub enum ProxyBody {
         Empty,
         Full { data: Option<Bytes> },
-        Stream { #[pin] inner: Incoming, limit: u64, seen: u64, counter: Option<Arc<AtomicU64>> },
+        Stream { #[pin] inner: Incoming, limit: u64, seen: u64, counter: Option<Arc<AtomicU64>>, hold: Option<Hold> },
     }
 }
 
@@ -50,6 +53,7 @@ impl ProxyBody {
             limit: limit.unwrap_or(u64::MAX),
             seen: 0,
             counter: None,
+            hold: None,
         }
     }
 
@@ -60,7 +64,17 @@ impl ProxyBody {
             limit: limit.unwrap_or(u64::MAX),
             seen: 0,
             counter: Some(counter),
+            hold: None,
         }
+    }
+
+    /// Keeps `value` alive until the stream ends (or the body is dropped); an in-memory body
+    /// drops it at once.
+    pub fn hold_until_end(mut self, value: Hold) -> Self {
+        if let ProxyBody::Stream { hold, .. } = &mut self {
+            *hold = Some(value);
+        }
+        self
     }
 }
 
@@ -80,6 +94,7 @@ impl Body for ProxyBody {
                 limit,
                 seen,
                 counter,
+                hold,
             } => match std::task::ready!(inner.poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
@@ -93,8 +108,14 @@ impl Body for ProxyBody {
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
-                Some(Err(e)) => Poll::Ready(Some(Err(BodyError::Stream(e)))),
-                None => Poll::Ready(None),
+                Some(Err(e)) => {
+                    *hold = None;
+                    Poll::Ready(Some(Err(BodyError::Stream(e))))
+                }
+                None => {
+                    *hold = None;
+                    Poll::Ready(None)
+                }
             },
         }
     }

@@ -16,7 +16,7 @@ use super::{respond, ConnInfo, Target};
 use crate::body::{BodyError, ProxyBody};
 use crate::config::model::{HostHeader, Route, UpstreamProtocol};
 use crate::state::Snapshot;
-use crate::upstream::{Backend, UpstreamError, UpstreamPool};
+use crate::upstream::{Backend, Picked, RequestInfo, UpstreamError, UpstreamPool};
 
 /// Sends the request to a backend of `snapshot.upstreams[upstream]` and relays its answer.
 pub async fn forward(
@@ -37,11 +37,22 @@ pub async fn forward(
             return respond::error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         }
     }
-    let Some(backend) = pool.pick() else {
+    let info = RequestInfo {
+        headers: req.headers(),
+        path: &target.path,
+        client: conn.peer.ip(),
+        secure: conn.tls.is_some(),
+    };
+    let Some(Picked {
+        backend,
+        set_cookie,
+    }) = pool.pick_for(&info)
+    else {
         tracing::warn!(route = %route.name, upstream = %pool.name, "no usable backend");
         return respond::error(StatusCode::SERVICE_UNAVAILABLE, "no backend available");
     };
     record.set_backend(upstream, backend.addr);
+    let inflight = backend.stats.start();
     let counter = if http_body::Body::is_end_stream(req.body()) {
         None
     } else {
@@ -61,7 +72,13 @@ pub async fn forward(
     match pool.send(backend, upstream_req).await {
         Ok(sent) => {
             metrics.response(sent_at.elapsed());
-            relay(sent.response, &snapshot.config.settings.via)
+            inflight.observe(pool.balancer.decay());
+            let mut response = relay(sent.response, &snapshot.config.settings.via)
+                .map(|body| body.hold_until_end(Box::new(inflight)));
+            if let Some(cookie) = set_cookie {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            response
         }
         Err(err) => {
             if client_body_error(&err).is_none() {

@@ -2,8 +2,10 @@
 //! over pooled keep-alive connections (`pool`).
 
 pub mod balancer;
+mod pick;
 pub mod pool;
 
+pub use pick::{carry_stats, Picked, RequestInfo};
 pub use pool::{Backend, UpstreamPool};
 
 use std::time::Duration;

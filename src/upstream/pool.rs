@@ -14,7 +14,8 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::balancer::Balancer;
+use super::balancer::sticky::{backend_id, Sealer};
+use super::balancer::{Balancer, BackendStats};
 use super::UpstreamError;
 use crate::body::ProxyBody;
 use crate::config::model::{Upstream, UpstreamProtocol};
@@ -25,6 +26,10 @@ type H2Sender = http2::SendRequest<ProxyBody>;
 /// One backend server of an upstream and its idle connections.
 pub struct Backend {
     pub addr: SocketAddr,
+    /// In-flight count and latency EWMA, carried across reloads by identity.
+    pub stats: Arc<BackendStats>,
+    /// The identity the sticky cookie names (upstream name + address).
+    pub id: u64,
     idle: Mutex<Vec<(H1Sender, Instant)>>,
     shared_h2: Mutex<Option<H2Sender>>,
 }
@@ -35,6 +40,8 @@ pub struct UpstreamPool {
     pub config: Upstream,
     pub backends: Vec<Arc<Backend>>,
     pub balancer: Balancer,
+    /// Seals the sticky-session cookie when the upstream has `sticky`.
+    pub(super) sealer: Option<Sealer>,
     tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
     /// The TLS connector for upgrade connections, which always speak HTTP/1.1 (ALPN
     /// `http/1.1` even when ordinary requests go over h2).
@@ -50,18 +57,38 @@ pub struct Sent {
 impl UpstreamPool {
     /// Builds the pool; `tls` is the client config when the upstream re-encrypts.
     pub fn new(config: Upstream, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        Self::with_previous(config, tls, None)
+    }
+
+    /// Like `new`, carrying each backend's load state over from `previous` (the same
+    /// upstream in the configuration being replaced) when its address is still there.
+    pub fn with_previous(
+        config: Upstream,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        previous: Option<&UpstreamPool>,
+    ) -> Self {
         let weights: Vec<u32> = config.servers.iter().map(|s| s.weight).collect();
-        let backends = config
+        let backends: Vec<Arc<Backend>> = config
             .servers
             .iter()
             .map(|s| {
                 Arc::new(Backend {
                     addr: s.address,
+                    stats: super::pick::carry_stats(previous, &config.name, s.address),
+                    id: backend_id(&config.name, &s.address),
                     idle: Mutex::new(Vec::new()),
                     shared_h2: Mutex::new(None),
                 })
             })
             .collect();
+        let ids: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+        let stats = backends.iter().map(|b| Arc::clone(&b.stats)).collect();
+        let balancer = Balancer::build(config.balancer, &config.balancing, &weights, &ids, stats);
+        let sealer = config
+            .balancing
+            .sticky
+            .as_ref()
+            .map(|s| Sealer::new(&config.name, s));
         let server_name = config
             .tls
             .as_ref()
@@ -80,17 +107,19 @@ impl UpstreamPool {
         Self {
             upgrade_tls,
             name: config.name.clone(),
-            balancer: Balancer::new(config.balancer, &weights),
+            balancer,
+            sealer,
             config,
             backends,
             tls,
         }
     }
 
-    /// Picks the next backend by the upstream's balancer.
+    /// Picks the next backend by the upstream's balancer (no request key, no sticky
+    /// cookie: `pick_for` has those).
     pub fn pick(&self) -> Option<&Arc<Backend>> {
         self.balancer
-            .pick(|_| true)
+            .pick(|i| self.usable(i))
             .and_then(|i| self.backends.get(i))
     }
 

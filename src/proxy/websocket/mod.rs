@@ -22,6 +22,7 @@ use super::log::AccessRecord;
 use super::{respond, ConnInfo, Target};
 use crate::body::ProxyBody;
 use crate::state::Snapshot;
+use crate::upstream::{Picked, RequestInfo};
 use handshake::{CONNECTION_UPGRADE, WEBSOCKET};
 use session::{Permit, Session};
 
@@ -84,11 +85,23 @@ pub async fn upgrade(
         return respond::error(StatusCode::SERVICE_UNAVAILABLE, "upstream missing");
     };
     record.upstream = Some(upstream);
-    let Some(backend) = pool.pick() else {
+    let info = RequestInfo {
+        headers: req.headers(),
+        path: &target.path,
+        client: conn.peer.ip(),
+        secure: conn.tls.is_some(),
+    };
+    let Some(Picked {
+        backend,
+        set_cookie,
+    }) = pool.pick_for(&info)
+    else {
         tracing::warn!(route = %route.name, upstream = %pool.name, "no usable backend");
         return respond::error(StatusCode::SERVICE_UNAVAILABLE, "no backend available");
     };
     record.set_backend(upstream, backend.addr);
+    // Counted until the tunnel ends (moved into its task below).
+    let inflight = backend.stats.start();
 
     // Taken before the request is rewritten: it resolves once hyper has sent our 101 (or 200
     // on h2) and the client's stream is free, with any bytes the client sent early.
@@ -127,7 +140,10 @@ pub async fn upgrade(
         return respond::error(StatusCode::BAD_GATEWAY, reason);
     }
     let backend_upgrade = hyper::upgrade::on(&mut response);
-    let reply = client_reply(response, kind, via);
+    let mut reply = client_reply(response, kind, via);
+    if let Some(cookie) = set_cookie {
+        reply.headers_mut().append(header::SET_COOKIE, cookie);
+    }
 
     // The session's own record replaces the request's access record.
     record.suppress();
@@ -148,6 +164,7 @@ pub async fn upgrade(
     let drain = conn.shutdown.clone();
     tokio::spawn(async move {
         let _hold = hold;
+        let _inflight = inflight;
         let snapshot = Arc::clone(session.snapshot());
         let Some(ws) = snapshot
             .config

@@ -1,0 +1,98 @@
+//! Choosing a backend for one request: the sticky cookie first (when sealed genuinely and
+//! its backend is usable), else the balancer keyed by the request; plus carrying load state
+//! from an old pool to a new one by backend identity.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderMap, HeaderValue};
+
+use super::balancer::{cookie, key_hash, BackendStats};
+use super::pool::{Backend, UpstreamPool};
+
+/// What the balancer may look at in a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    pub headers: &'a HeaderMap,
+    /// The normalised request path.
+    pub path: &'a str,
+    pub client: IpAddr,
+    /// The client came over TLS (the sticky cookie gets `Secure`).
+    pub secure: bool,
+}
+
+/// A backend chosen for a request.
+pub struct Picked<'p> {
+    pub backend: &'p Arc<Backend>,
+    /// `Set-Cookie` to add to the response: the request carried no valid sticky cookie for
+    /// this backend.
+    pub set_cookie: Option<HeaderValue>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl UpstreamPool {
+    /// Whether backend `i` may receive traffic. Health checks and outlier ejection narrow
+    /// this; every policy and the sticky cookie honour it.
+    pub fn usable(&self, i: usize) -> bool {
+        i < self.backends.len()
+    }
+
+    /// The backend for `req`: its sticky backend when the cookie is genuine, unexpired and
+    /// the backend usable; otherwise the balancer's choice (keyed for `consistent_hash`),
+    /// with a fresh cookie when the upstream is sticky.
+    pub fn pick_for(&self, req: &RequestInfo<'_>) -> Option<Picked<'_>> {
+        let now = self.sealer.as_ref().map(|_| unix_now()).unwrap_or(0);
+        if let Some(sealer) = &self.sealer {
+            let pinned = cookie(req.headers, sealer.cookie_name())
+                .and_then(|value| sealer.open(value, now))
+                .and_then(|id| {
+                    self.backends
+                        .iter()
+                        .enumerate()
+                        .find(|(i, b)| b.id == id && self.usable(*i))
+                });
+            if let Some((_, backend)) = pinned {
+                return Some(Picked {
+                    backend,
+                    set_cookie: None,
+                });
+            }
+        }
+        let key = self
+            .config
+            .balancing
+            .hash_key
+            .as_ref()
+            .and_then(|k| key_hash(k, req.headers, req.path, req.client));
+        let backend = self
+            .balancer
+            .pick_keyed(key, |i| self.usable(i))
+            .and_then(|i| self.backends.get(i))?;
+        let set_cookie = self.sealer.as_ref().and_then(|sealer| {
+            HeaderValue::from_str(&sealer.set_cookie(backend.id, now, req.secure)).ok()
+        });
+        Some(Picked {
+            backend,
+            set_cookie,
+        })
+    }
+}
+
+/// The load state for backend `addr` of upstream `name`: the one `previous` kept for the same
+/// identity, or a fresh one.
+pub fn carry_stats(
+    previous: Option<&UpstreamPool>,
+    name: &str,
+    addr: SocketAddr,
+) -> Arc<BackendStats> {
+    previous
+        .filter(|p| p.name == name)
+        .and_then(|p| p.backends.iter().find(|b| b.addr == addr))
+        .map_or_else(BackendStats::new, |b| Arc::clone(&b.stats))
+}
