@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::balancer::sticky::{backend_id, Sealer};
-use super::balancer::{Balancer, BackendStats};
+use super::balancer::{BackendStats, Balancer};
 use super::UpstreamError;
 use crate::body::ProxyBody;
 use crate::config::model::{Upstream, UpstreamProtocol};

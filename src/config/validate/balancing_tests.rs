@@ -27,7 +27,7 @@ fn balancer_messages() {
         ("    balancer:\n      policy: random\n      key: path\n", "upstreams.api.balancer.key", 12, "only applies to policy consistent_hash"),
         ("    balancer: { policy: least_requests, decay: 5s }\n", "upstreams.api.balancer.decay", 10, "only applies to policy p2c_ewma"),
         ("    balancer: { policy: p2c_ewma, decay: 0s }\n", "upstreams.api.balancer.decay", 10, "must be greater than 0"),
-        ("    balancer: { policy: p2c_ewma, weights: 1 }\n", "upstreams.api.balancer.weights", 10, "unknown field"),
+        ("    balancer: { policy: p2c_ewma, weights: 1 }\n", "upstreams.api.balancer.weights", 10, "unknown key \"weights\""),
         ("    sticky: {}\n", "upstreams.api.sticky.cookie", 10, "missing required key \"cookie\""),
         ("    sticky: { cookie: \"a=b\" }\n", "upstreams.api.sticky.cookie", 10, "not a valid cookie name"),
         ("    sticky: { cookie: s, ttl: soon }\n", "upstreams.api.sticky.ttl", 10, "invalid duration"),
