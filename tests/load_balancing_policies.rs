@@ -207,3 +207,55 @@ async fn sealed_sticky_cookie_pins_and_forged_cookie_is_ignored() {
         assert!(r.header("set-cookie").is_some());
     }
 }
+
+#[tokio::test]
+async fn a_request_counts_as_in_flight_until_its_response_body_ends() {
+    let make = |name: &'static str| {
+        Backend::http1()
+            .fallback(Reply::text(200, name))
+            .reply("/echo", Reply::Echo)
+            .spawn()
+    };
+    let (a, b) = (make("a").await, make("b").await);
+    let proxy = proxy(&[&a, &b], "    balancer: least_requests").await;
+    let addr = proxy.addr("web");
+
+    // A streamed exchange: the echo's response body stays open while the request body does.
+    let mut streaming = HttpConn::h1(addr).await;
+    let (tx, body) = common::body::channel_body(None);
+    let req = streaming
+        .request(Method::POST, "app.test", "/echo")
+        .body(body)
+        .unwrap();
+    assert!(tx.data("hello").await);
+    let response = streaming.send(req).await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Meanwhile every request goes to the other backend: the busy one has one in flight.
+    let mut conn = HttpConn::h1(addr).await;
+    let mut during = std::collections::HashSet::new();
+    for _ in 0..10 {
+        during.insert(conn.get("app.test", "/").await.text());
+    }
+    assert_eq!(during.len(), 1, "{during:?}");
+    let idle = during.into_iter().next().unwrap();
+
+    // Ending the body ends the response and releases the count: both backends are used again.
+    drop(tx);
+    let echoed = collect(response).await.unwrap();
+    assert_eq!(echoed.text(), "hello");
+    // Ties are broken at random: 50 requests all landing on one backend would mean the
+    // finished exchange still counted.
+    let mut after = std::collections::HashSet::new();
+    for _ in 0..50 {
+        after.insert(conn.get("app.test", "/").await.text());
+        if after.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        after.len(),
+        2,
+        "only {after:?} answered after the stream ended (idle one was {idle})"
+    );
+}

@@ -96,3 +96,78 @@ pub fn carry_stats(
         .and_then(|p| p.backends.iter().find(|b| b.addr == addr))
         .map_or_else(BackendStats::new, |b| Arc::clone(&b.stats))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::testing::valid;
+
+    fn upstream(name: &str, servers: &str, extra: &str) -> crate::config::model::Upstream {
+        let yaml = format!("listeners:\n  - name: web\n    bind: 127.0.0.1:8080\nroutes:\n  - name: r\n    upstream: {name}\nupstreams:\n  {name}:\n    servers: {servers}\n{extra}");
+        valid(&yaml).0.upstreams.remove(0)
+    }
+
+    fn info(headers: &HeaderMap) -> RequestInfo<'_> {
+        RequestInfo {
+            headers,
+            path: "/",
+            client: [127, 0, 0, 1].into(),
+            secure: false,
+        }
+    }
+
+    #[test]
+    fn stats_carry_over_by_identity() {
+        let old = UpstreamPool::new(
+            upstream("api", "[\"127.0.0.1:1\", \"127.0.0.1:2\"]", ""),
+            None,
+        );
+        let guard = old.backends[1].stats.start();
+        let new = UpstreamPool::with_previous(
+            upstream("api", "[\"127.0.0.1:2\", \"127.0.0.1:3\"]", ""),
+            None,
+            Some(&old),
+        );
+        assert!(Arc::ptr_eq(&new.backends[0].stats, &old.backends[1].stats));
+        assert_eq!(new.backends[0].stats.inflight(), 1);
+        assert_eq!(new.backends[1].stats.inflight(), 0);
+        // The balancer reads the same state the backends carry.
+        assert!(Arc::ptr_eq(
+            new.balancer.stats(0).unwrap(),
+            &new.backends[0].stats
+        ));
+        drop(guard);
+        assert_eq!(new.backends[0].stats.inflight(), 0);
+        // Another upstream with the same address starts fresh.
+        let other =
+            UpstreamPool::with_previous(upstream("web", "[\"127.0.0.1:2\"]", ""), None, Some(&old));
+        assert!(!Arc::ptr_eq(
+            &other.backends[0].stats,
+            &old.backends[1].stats
+        ));
+    }
+
+    #[test]
+    fn sticky_cookie_pins_to_a_usable_backend_only() {
+        let pool = UpstreamPool::new(
+            upstream(
+                "api",
+                "[\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\"]",
+                "    balancer: round_robin\n    sticky: { cookie: s, secret: 0123456789abcdef }\n",
+            ),
+            None,
+        );
+        let empty = HeaderMap::new();
+        let first = pool.pick_for(&info(&empty)).unwrap();
+        let line = first.set_cookie.unwrap();
+        let pair = line.to_str().unwrap().split(';').next().unwrap().to_owned();
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::COOKIE, HeaderValue::from_str(&pair).unwrap());
+        for _ in 0..5 {
+            let again = pool.pick_for(&info(&headers)).unwrap();
+            assert_eq!(again.backend.addr, first.backend.addr);
+            assert!(again.set_cookie.is_none());
+        }
+    }
+}
