@@ -70,6 +70,17 @@ impl Snapshot {
         generation: u64,
         metrics: &Arc<Metrics>,
     ) -> Result<(Snapshot, Vec<String>), Error> {
+        Snapshot::build_after(config, generation, metrics, None)
+    }
+
+    /// Like `build`, carrying backends' load state (in-flight counts, latency EWMA) over from
+    /// `previous`, the snapshot being replaced, by upstream name and backend address.
+    pub fn build_after(
+        config: Config,
+        generation: u64,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Snapshot>,
+    ) -> Result<(Snapshot, Vec<String>), Error> {
         let mut warnings = Vec::new();
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
@@ -118,7 +129,12 @@ impl Snapshot {
                 }
                 None => None,
             };
-            upstreams.push(Arc::new(UpstreamPool::new(u.clone(), client)));
+            let before = previous.and_then(|p| p.upstreams.iter().find(|o| o.name == u.name));
+            upstreams.push(Arc::new(UpstreamPool::with_previous(
+                u.clone(),
+                client,
+                before.map(|b| &**b),
+            )));
         }
         let backend_metrics = config
             .upstreams
@@ -170,5 +186,29 @@ impl Snapshot {
     /// The listener state by its index in the config.
     pub fn listener(&self, index: usize) -> Option<&Arc<ListenerState>> {
         self.listeners.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::testing::valid;
+
+    fn config(servers: &str) -> Config {
+        valid(&format!("listeners:\n  - name: web\n    bind: 127.0.0.1:8080\nroutes:\n  - name: r\n    upstream: api\nupstreams:\n  api:\n    servers: {servers}\n")).0
+    }
+
+    #[test]
+    fn rebuilding_after_a_snapshot_keeps_backend_load_state() {
+        let metrics = Arc::new(Metrics::new());
+        let (old, _) =
+            Snapshot::build(config("[\"127.0.0.1:1\", \"127.0.0.1:2\"]"), 1, &metrics).unwrap();
+        let _busy = old.upstreams[0].backends[1].stats.start();
+        let (new, _) =
+            Snapshot::build_after(config("[\"127.0.0.1:2\"]"), 2, &metrics, Some(&old)).unwrap();
+        assert_eq!(new.upstreams[0].backends[0].stats.inflight(), 1);
+        let (fresh, _) = Snapshot::build(config("[\"127.0.0.1:2\"]"), 3, &metrics).unwrap();
+        assert_eq!(fresh.upstreams[0].backends[0].stats.inflight(), 0);
     }
 }
