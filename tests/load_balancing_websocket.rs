@@ -76,7 +76,10 @@ async fn open_tunnels_count_as_in_flight_and_sticky_cookie_pins_upgrades() {
     let pair = line.split(';').next().unwrap().to_owned();
     let (_third, again) = open(addr, &ca, Some(&pair)).await;
     assert_eq!(counts()[pinned], 2, "{:?}", counts());
-    assert!(again.is_none(), "a valid cookie is not re-issued: {again:?}");
+    assert!(
+        again.is_none(),
+        "a valid cookie is not re-issued: {again:?}"
+    );
 
     // Two tunnels on the pinned backend, one on the other: a new client goes to the other.
     let (_fourth, _) = open(addr, &ca, None).await;

@@ -173,6 +173,12 @@ async fn tunnel(
     let _tunnel = snapshot
         .metrics
         .tunnel(&listener.name, listener.mode.name());
+    // The tunnel counts as a request in flight (least_requests, p2c_ewma) until it ends.
+    let _inflight = pool
+        .backends
+        .iter()
+        .find(|b| b.addr == addr)
+        .map(|b| b.stats.start());
     // What the client sent while the upstream was chosen (the ClientHello, or payload that
     // followed a PROXY header) goes first, exactly as received, after our own PROXY header.
     let from_client = early.len() as u64;
@@ -292,7 +298,10 @@ async fn connect(
     let mut tried: Vec<usize> = Vec::new();
     let mut last = UpstreamError::NoBackend;
     for attempt in 0..CONNECT_ATTEMPTS {
-        let Some(index) = pool.balancer.pick(|i| !tried.contains(&i)) else {
+        let Some(index) = pool
+            .balancer
+            .pick(|i| !tried.contains(&i) && pool.usable(i))
+        else {
             break;
         };
         tried.push(index);
