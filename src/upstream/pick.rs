@@ -47,6 +47,15 @@ impl UpstreamPool {
     /// the backend usable; otherwise the balancer's choice (keyed for `consistent_hash`),
     /// with a fresh cookie when the upstream is sticky.
     pub fn pick_for(&self, req: &RequestInfo<'_>) -> Option<Picked<'_>> {
+        self.pick_among(req, |i| self.usable(i))
+    }
+
+    /// `pick_for` with an explicit filter.
+    fn pick_among(
+        &self,
+        req: &RequestInfo<'_>,
+        usable: impl Fn(usize) -> bool,
+    ) -> Option<Picked<'_>> {
         let now = self.sealer.as_ref().map(|_| unix_now()).unwrap_or(0);
         if let Some(sealer) = &self.sealer {
             let pinned = cookie(req.headers, sealer.cookie_name())
@@ -55,7 +64,7 @@ impl UpstreamPool {
                     self.backends
                         .iter()
                         .enumerate()
-                        .find(|(i, b)| b.id == id && self.usable(*i))
+                        .find(|(i, b)| b.id == id && usable(*i))
                 });
             if let Some((_, backend)) = pinned {
                 return Some(Picked {
@@ -72,7 +81,7 @@ impl UpstreamPool {
             .and_then(|k| key_hash(k, req.headers, req.path, req.client));
         let backend = self
             .balancer
-            .pick_keyed(key, |i| self.usable(i))
+            .pick_keyed(key, &usable)
             .and_then(|i| self.backends.get(i))?;
         let set_cookie = self.sealer.as_ref().and_then(|sealer| {
             HeaderValue::from_str(&sealer.set_cookie(backend.id, now, req.secure)).ok()
@@ -169,5 +178,18 @@ mod tests {
             assert_eq!(again.backend.addr, first.backend.addr);
             assert!(again.set_cookie.is_none());
         }
+        // The pinned backend becomes unusable: another one, and a cookie pinning it.
+        let pinned = pool
+            .backends
+            .iter()
+            .position(|b| b.addr == first.backend.addr)
+            .unwrap();
+        let moved = pool.pick_among(&info(&headers), |i| i != pinned).unwrap();
+        assert_ne!(moved.backend.addr, first.backend.addr);
+        let line = moved.set_cookie.unwrap();
+        let value = line.to_str().unwrap().split(';').next().unwrap();
+        let value = value.strip_prefix("s=").unwrap();
+        let sealer = pool.sealer.as_ref().unwrap();
+        assert_eq!(sealer.open(value, unix_now()), Some(moved.backend.id));
     }
 }
