@@ -9,7 +9,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::config::model::HashKey;
 
 /// Most points on one ring; larger weight sums are scaled down to fit.
-const MAX_POINTS: u64 = 1 << 20;
+const MAX_POINTS: u128 = 1 << 18;
 
 /// Sorted ring points: (position, backend index).
 #[derive(Debug)]
@@ -21,11 +21,11 @@ impl Ring {
     /// `identities[i]` names backend `i` stably (its address); it gets `virtual_nodes *
     /// weight` points (weight 0: none).
     pub(super) fn new(identities: &[String], weights: &[u32], virtual_nodes: u32) -> Ring {
-        let total: u64 =
-            weights.iter().map(|&w| u64::from(w)).sum::<u64>() * u64::from(virtual_nodes);
+        let total: u128 =
+            weights.iter().map(|&w| u128::from(w)).sum::<u128>() * u128::from(virtual_nodes);
         let mut points = Vec::new();
         for (i, (id, &w)) in identities.iter().zip(weights).enumerate() {
-            let mut n = u64::from(w) * u64::from(virtual_nodes);
+            let mut n = u128::from(w) * u128::from(virtual_nodes);
             if total > MAX_POINTS && n > 0 {
                 n = (n * MAX_POINTS / total).max(1);
             }

@@ -31,6 +31,21 @@ fn keys_spread_by_weight() {
 }
 
 #[test]
+fn huge_weights_are_scaled_into_a_bounded_ring() {
+    let ids = ids(3);
+    let ring = Ring::new(&ids, &[u32::MAX, 1, u32::MAX / 2], 10_000);
+    assert!(
+        ring.points.len() as u128 <= MAX_POINTS + 3,
+        "{}",
+        ring.points.len()
+    );
+    let owned_by = |b: u32| ring.points.iter().filter(|p| p.1 == b).count();
+    assert_eq!(owned_by(1), 1, "a tiny weight keeps one point");
+    let ratio = owned_by(0) as f64 / owned_by(2) as f64;
+    assert!((ratio - 2.0).abs() < 0.01, "{ratio}");
+}
+
+#[test]
 fn unusable_backend_hands_only_its_own_keys_to_neighbours() {
     let ids = ids(4);
     let ring = Ring::new(&ids, &[1, 1, 1, 1], 160);
