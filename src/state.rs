@@ -130,11 +130,13 @@ impl Snapshot {
                 None => None,
             };
             let before = previous.and_then(|p| p.upstreams.iter().find(|o| o.name == u.name));
-            upstreams.push(Arc::new(UpstreamPool::with_previous(
+            let pool = Arc::new(UpstreamPool::with_previous(
                 u.clone(),
                 client,
                 before.map(|b| &**b),
-            )));
+            ));
+            crate::upstream::health::start_background(&pool, metrics);
+            upstreams.push(pool);
         }
         let backend_metrics = config
             .upstreams
@@ -204,11 +206,11 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let (old, _) =
             Snapshot::build(config("[\"127.0.0.1:1\", \"127.0.0.1:2\"]"), 1, &metrics).unwrap();
-        let _busy = old.upstreams[0].backends[1].stats.start();
+        let _busy = old.upstreams[0].members().backends[1].stats.start();
         let (new, _) =
             Snapshot::build_after(config("[\"127.0.0.1:2\"]"), 2, &metrics, Some(&old)).unwrap();
-        assert_eq!(new.upstreams[0].backends[0].stats.inflight(), 1);
+        assert_eq!(new.upstreams[0].members().backends[0].stats.inflight(), 1);
         let (fresh, _) = Snapshot::build(config("[\"127.0.0.1:2\"]"), 3, &metrics).unwrap();
-        assert_eq!(fresh.upstreams[0].backends[0].stats.inflight(), 0);
+        assert_eq!(fresh.upstreams[0].members().backends[0].stats.inflight(), 0);
     }
 }

@@ -142,7 +142,7 @@ async fn dashboard_shows_a_backend_go_down() {
     let steady = Backend::http1().route("/", "steady").spawn().await;
     let (flaky, flaky_task) = closing_backend().await;
     let yaml = format!(
-        "listeners:\n  - name: web\n    bind: 127.0.0.1:0\nroutes:\n  - name: app\n    upstream: app\nupstreams:\n  app:\n    servers: [\"{}\", \"{flaky}\"]\n    balancer: round_robin\nadmin:\n  bind: 127.0.0.1:0\n  token: dash-token\n",
+        "listeners:\n  - name: web\n    bind: 127.0.0.1:0\nroutes:\n  - name: app\n    upstream: app\nupstreams:\n  app:\n    servers: [\"{}\", \"{flaky}\"]\n    balancer: round_robin\n    retries: {{ attempts: 0 }}\nadmin:\n  bind: 127.0.0.1:0\n  token: dash-token\n",
         steady.addr
     );
     let proxy = Proxy::start(&yaml).await;
@@ -214,7 +214,8 @@ async fn dashboard_shows_a_backend_go_down() {
     )
     .await;
 
-    // The flaky backend goes away; round robin sends it one of the next two requests.
+    // The flaky backend goes away; round robin sends it one of the next two requests (retries
+    // are off so that its failure reaches the client).
     flaky_task.abort();
     let mut failed = false;
     for _ in 0..4 {

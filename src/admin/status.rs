@@ -14,7 +14,7 @@ use crate::upstream::UpstreamPool;
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// `UpstreamError::kind()` values (and `reset`), in the order the JSON lists them.
-const ERROR_KINDS: [&str; 8] = [
+const ERROR_KINDS: [&str; 9] = [
     "connect",
     "connect_timeout",
     "tls",
@@ -23,6 +23,7 @@ const ERROR_KINDS: [&str; 8] = [
     "reset",
     "protocol",
     "no_backend",
+    "overloaded",
 ];
 
 /// What the status page says beyond the snapshot.
@@ -124,13 +125,22 @@ fn routes(snapshot: &Snapshot) -> Vec<Value> {
 }
 
 fn upstream(pool: &UpstreamPool, metrics: &Metrics) -> Value {
-    let backends: Vec<Value> = pool
+    let members = pool.members();
+    let now = crate::upstream::outlier::now_ms();
+    let active = pool.config.resilience.health_check.is_some();
+    let backends: Vec<Value> = members
         .backends
         .iter()
-        .enumerate()
-        .map(|(i, b)| {
+        .map(|b| {
             let labels = BackendLabels::new(&pool.name, b.addr);
             let health = match metrics.backend_health(&labels) {
+                _ if active => {
+                    if b.health.is_up() {
+                        "up"
+                    } else {
+                        "down"
+                    }
+                }
                 Some(true) => "up",
                 Some(false) => "down",
                 None => "unknown",
@@ -144,18 +154,17 @@ fn upstream(pool: &UpstreamPool, metrics: &Metrics) -> Value {
             }
             json!({
                 "address": b.addr.to_string(),
-                "weight": pool.config.servers.get(i).map_or(1, |s| s.weight),
+                "weight": b.weight,
                 "health": health,
-                // Passive until active health checks exist: the last exchange's outcome
-                // (a response: up; a connect, TLS or handshake failure: down).
-                "health_source": "passive",
+                // With `health_check`: the checker's verdict; otherwise the last exchange's
+                // outcome (a response: up; a connect, TLS or handshake failure: down).
+                "health_source": if active { "active" } else { "passive" },
                 "in_flight": metrics.in_flight_count(&labels),
                 "responses": metrics.backend_response_count(&labels),
                 "errors": errors,
-                // Extension points for the balancers and health checks: EWMA latency and
-                // outlier ejection appear here once `upstream` tracks them (null until then).
+                // Extension point for the balancers: EWMA latency (null until tracked).
                 "ewma_ms": Value::Null,
-                "ejected": Value::Null,
+                "ejected": b.health.is_ejected(now),
             })
         })
         .collect();

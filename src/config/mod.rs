@@ -7,6 +7,8 @@ mod locate;
 pub mod model;
 mod raw;
 mod raw_balancing;
+mod raw_resilience;
+pub mod resilience;
 mod units;
 mod validate;
 
@@ -269,6 +271,18 @@ mod tests {
         assert_eq!(up.timeouts.response, Duration::from_secs(60));
         assert_eq!(up.timeouts.idle, Duration::from_secs(90));
         assert_eq!(up.max_idle_per_backend, 32);
+        let r = &up.resilience;
+        assert_eq!(r.dns_servers.len(), 1);
+        assert_eq!(r.dns_servers[0].host, "api.internal");
+        assert_eq!(r.discovery.resolver, "127.0.0.1:53".parse().ok());
+        let hc = r.health_check.as_ref().unwrap();
+        assert_eq!(
+            (hc.path.as_str(), hc.slow_start),
+            ("/healthz", Duration::from_secs(5))
+        );
+        assert_eq!(r.outlier.as_ref().unwrap().max_ejected_percent, 50);
+        assert_eq!(r.retries.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(r.limits.max_pending_per_backend, Some(128));
 
         let admin = config.admin.as_ref().unwrap();
         assert_eq!(admin.bind, "127.0.0.1:9901".parse::<SocketAddr>().unwrap());

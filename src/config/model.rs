@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use regex::Regex;
 
 pub use super::balancing::{BalancerKind, Balancing, HashKey, Sticky};
+pub use super::resilience::*;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -360,6 +361,8 @@ pub struct Upstream {
     pub timeouts: UpstreamTimeouts,
     /// Idle keep-alive connections kept per backend (default: 32).
     pub max_idle_per_backend: usize,
+    /// Health checks, outlier detection, retries, limits, DNS servers.
+    pub resilience: Resilience,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -169,6 +169,11 @@ pub struct RawUpstream {
     pub tls: Option<RawUpstreamTls>,
     pub timeouts: Option<RawTimeouts>,
     pub max_idle_per_backend: Option<usize>,
+    pub discovery: Option<super::raw_resilience::RawDiscovery>,
+    pub health_check: Option<super::raw_resilience::RawHealthCheck>,
+    pub outlier_detection: Option<super::raw_resilience::RawOutlier>,
+    pub retries: Option<super::raw_resilience::RawRetries>,
+    pub limits: Option<super::raw_resilience::RawUpstreamLimits>,
 }
 
 #[derive(Debug, Default, Deserialize)]

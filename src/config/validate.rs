@@ -7,6 +7,7 @@ mod balancing;
 mod l4;
 mod listener;
 mod matcher;
+mod resilience;
 mod route;
 mod upstream;
 mod websocket;

@@ -163,7 +163,7 @@ async fn tunnel(
             source: UpstreamError::NoBackend,
         })?;
     session.upstream = Some(pool.name.clone());
-    let (backend, addr) = Box::pin(connect(pool, &snapshot.metrics))
+    let (backend, addr) = Box::pin(connect(pool, &snapshot.metrics, &listener.name))
         .await
         .map_err(|source| L4Error::Upstream {
             upstream: pool.name.clone(),
@@ -175,6 +175,7 @@ async fn tunnel(
         .tunnel(&listener.name, listener.mode.name());
     // The tunnel counts as a request in flight (least_requests, p2c_ewma) until it ends.
     let _inflight = pool
+        .members()
         .backends
         .iter()
         .find(|b| b.addr == addr)
@@ -294,20 +295,21 @@ async fn read_until<T>(
 async fn connect(
     pool: &UpstreamPool,
     metrics: &Metrics,
+    listener: &str,
 ) -> Result<(TcpStream, SocketAddr), UpstreamError> {
-    let mut tried: Vec<usize> = Vec::new();
+    let mut tried: Vec<SocketAddr> = Vec::new();
     let mut last = UpstreamError::NoBackend;
     for attempt in 0..CONNECT_ATTEMPTS {
-        let Some(index) = pool
-            .balancer
-            .pick(|i| !tried.contains(&i) && pool.usable(i))
-        else {
-            break;
+        let backend = match pool.pick_except(&tried) {
+            Ok(b) => b,
+            Err(e) => {
+                if tried.is_empty() {
+                    last = e;
+                }
+                break;
+            }
         };
-        tried.push(index);
-        let Some(backend) = pool.backends.get(index) else {
-            break;
-        };
+        tried.push(backend.addr);
         if attempt > 0 {
             metrics.retry(&pool.name);
         }
@@ -315,11 +317,13 @@ async fn connect(
         match pool.connect_tcp(backend.addr).await {
             Ok(stream) => {
                 metrics.backend_connected(&labels);
+                pool.report(listener, &backend, true, "connected");
                 return Ok((stream, backend.addr));
             }
             Err(e) => {
                 metrics.upstream_error(&labels, e.kind());
                 tracing::debug!(upstream = %pool.name, backend = %backend.addr, error = %e, "backend connect failed");
+                pool.report(listener, &backend, false, e.kind());
                 last = e;
             }
         }

@@ -4,7 +4,6 @@
 use std::error::Error as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -16,7 +15,7 @@ use super::{respond, ConnInfo, Target};
 use crate::body::{BodyError, ProxyBody};
 use crate::config::model::{HostHeader, Route, UpstreamProtocol};
 use crate::state::Snapshot;
-use crate::upstream::{Backend, Picked, RequestInfo, UpstreamError, UpstreamPool};
+use crate::upstream::{Backend, UpstreamError, UpstreamPool};
 
 /// Sends the request to a backend of `snapshot.upstreams[upstream]` and relays its answer.
 pub async fn forward(
@@ -37,56 +36,15 @@ pub async fn forward(
             return respond::error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         }
     }
-    let info = RequestInfo {
-        headers: req.headers(),
-        path: &target.path,
-        client: conn.peer.ip(),
-        secure: conn.tls.is_some(),
-    };
-    let Some(Picked {
-        backend,
-        set_cookie,
-    }) = pool.pick_for(&info)
-    else {
-        tracing::warn!(route = %route.name, upstream = %pool.name, "no usable backend");
-        return respond::error(StatusCode::SERVICE_UNAVAILABLE, "no backend available");
-    };
-    record.set_backend(upstream, backend.addr);
-    let inflight = backend.stats.start();
-    let counter = if http_body::Body::is_end_stream(req.body()) {
-        None
-    } else {
-        record.body_counter()
-    };
-    let dest = Dest {
+    let plan = super::retry::Plan {
+        snapshot,
+        conn,
+        upstream,
         route,
         pool,
-        backend,
+        target: &target,
     };
-    let upstream_req = match build_request(snapshot, conn, &dest, req, &target, counter, false) {
-        Ok(r) => r,
-        Err(reason) => return respond::error(StatusCode::BAD_REQUEST, reason),
-    };
-    let metrics = snapshot.backend_metrics(upstream, backend.addr);
-    let sent_at = Instant::now();
-    match pool.send(backend, upstream_req).await {
-        Ok(sent) => {
-            metrics.response(sent_at.elapsed());
-            inflight.observe(pool.balancer.decay());
-            let mut response = relay(sent.response, &snapshot.config.settings.via)
-                .map(|body| body.hold_until_end(Box::new(inflight)));
-            if let Some(cookie) = set_cookie {
-                response.headers_mut().append(header::SET_COOKIE, cookie);
-            }
-            response
-        }
-        Err(err) => {
-            if client_body_error(&err).is_none() {
-                metrics.error(&snapshot.metrics, error_kind(&err));
-            }
-            failure(route, pool, backend, err)
-        }
-    }
+    plan.run(req, record).await
 }
 
 fn declared_length(req: &Request<Incoming>) -> Option<u64> {
@@ -116,12 +74,29 @@ pub(super) fn build_request(
     counter: Option<Arc<AtomicU64>>,
     h1_only: bool,
 ) -> Result<Request<ProxyBody>, &'static str> {
+    let (mut parts, body) = req.into_parts();
+    build_head(snapshot, conn, dest, &mut parts, target, h1_only)?;
+    let body = match counter {
+        Some(c) => ProxyBody::counted(body, dest.route.max_body_size, c),
+        None => ProxyBody::stream(body, dest.route.max_body_size),
+    };
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Rewrites the request head in place for the backend (see `build_request`).
+pub(super) fn build_head(
+    snapshot: &Snapshot,
+    conn: &ConnInfo,
+    dest: &Dest<'_>,
+    parts: &mut http::request::Parts,
+    target: &Target,
+    h1_only: bool,
+) -> Result<(), &'static str> {
     let Dest {
         route,
         pool,
         backend,
     } = *dest;
-    let (mut parts, body) = req.into_parts();
     let h2 = !h1_only && pool.protocol() != UpstreamProtocol::Http1;
     strip_hop_by_hop(&mut parts.headers, !h1_only);
     let settings = &snapshot.config.settings;
@@ -169,11 +144,7 @@ pub(super) fn build_request(
         join_cookies(&mut parts.headers);
         parts.version = Version::HTTP_11;
     }
-    let body = match counter {
-        Some(c) => ProxyBody::counted(body, route.max_body_size, c),
-        None => ProxyBody::stream(body, route.max_body_size),
-    };
-    Ok(Request::from_parts(parts, body))
+    Ok(())
 }
 
 /// The backend's response as the client receives it.
@@ -229,6 +200,11 @@ pub(super) fn failure(
         "tls" => "backend TLS handshake failed",
         "timeout" => "backend response timed out",
         "no_backend" => "no backend available",
+        "invalid" => "cannot build the upstream request",
+        "overloaded" => match &err {
+            UpstreamError::Overloaded(reason) => reason,
+            _ => "upstream overloaded",
+        },
         _ => "backend sent an invalid response or closed the connection",
     };
     respond::error(status, reason)
@@ -261,7 +237,7 @@ fn reset_in_chain(err: &hyper::Error) -> bool {
 
 /// The request failed because of the client's body (our size limit, or the client's stream
 /// failing), not because of the backend.
-fn client_body_error(err: &UpstreamError) -> Option<&BodyError> {
+pub(super) fn client_body_error(err: &UpstreamError) -> Option<&BodyError> {
     let mut source = err.source();
     while let Some(e) = source {
         if let Some(body) = e.downcast_ref::<BodyError>() {

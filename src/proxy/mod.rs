@@ -5,6 +5,7 @@ pub mod forward;
 pub mod headers;
 pub mod log;
 pub mod respond;
+mod retry;
 pub mod websocket;
 
 use std::net::SocketAddr;

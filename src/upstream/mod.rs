@@ -2,8 +2,13 @@
 //! over pooled keep-alive connections (`pool`).
 
 pub mod balancer;
+pub mod dns;
+pub mod health;
+pub mod limits;
+pub mod outlier;
 mod pick;
 pub mod pool;
+mod select;
 
 pub use pick::{carry_stats, Picked, RequestInfo};
 pub use pool::{Backend, UpstreamPool};
@@ -32,6 +37,10 @@ pub enum UpstreamError {
     ResponseTimeout(Duration),
     #[error("no usable backend")]
     NoBackend,
+    #[error("cannot build the backend request: {0}")]
+    Invalid(&'static str),
+    #[error("over the limit: {0}")]
+    Overloaded(&'static str),
 }
 
 impl UpstreamError {
@@ -41,7 +50,10 @@ impl UpstreamError {
             UpstreamError::ConnectTimeout(_) | UpstreamError::ResponseTimeout(_) => {
                 http::StatusCode::GATEWAY_TIMEOUT
             }
-            UpstreamError::NoBackend => http::StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamError::NoBackend | UpstreamError::Overloaded(_) => {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            }
+            UpstreamError::Invalid(_) => http::StatusCode::BAD_REQUEST,
             _ => http::StatusCode::BAD_GATEWAY,
         }
     }
@@ -56,6 +68,8 @@ impl UpstreamError {
             UpstreamError::Request { .. } => "protocol",
             UpstreamError::ResponseTimeout(_) => "timeout",
             UpstreamError::NoBackend => "no_backend",
+            UpstreamError::Overloaded(_) => "overloaded",
+            UpstreamError::Invalid(_) => "invalid",
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::header::{HeaderMap, HeaderValue};
 
 use super::balancer::{cookie, key_hash, BackendStats};
-use super::pool::{Backend, UpstreamPool};
+use super::pool::{Backend, Members, UpstreamPool};
 
 /// What the balancer may look at in a request.
 #[derive(Debug, Clone, Copy)]
@@ -23,8 +23,8 @@ pub struct RequestInfo<'a> {
 }
 
 /// A backend chosen for a request.
-pub struct Picked<'p> {
-    pub backend: &'p Arc<Backend>,
+pub struct Picked {
+    pub backend: Arc<Backend>,
     /// `Set-Cookie` to add to the response: the request carried no valid sticky cookie for
     /// this backend.
     pub set_cookie: Option<HeaderValue>,
@@ -37,38 +37,41 @@ fn unix_now() -> u64 {
 }
 
 impl UpstreamPool {
-    /// Whether backend `i` may receive traffic. Health checks and outlier ejection narrow
-    /// this; every policy and the sticky cookie honour it.
-    pub fn usable(&self, i: usize) -> bool {
-        i < self.backends.len()
-    }
-
-    /// The backend for `req`: its sticky backend when the cookie is genuine, unexpired and
-    /// the backend usable; otherwise the balancer's choice (keyed for `consistent_hash`),
-    /// with a fresh cookie when the upstream is sticky.
-    pub fn pick_for(&self, req: &RequestInfo<'_>) -> Option<Picked<'_>> {
-        self.pick_among(req, |i| self.usable(i))
-    }
-
-    /// `pick_for` with an explicit filter.
-    fn pick_among(
+    /// The backend for `req` among `members` for which `usable` holds (health, ejection,
+    /// limits, earlier tries: see `select`): its sticky backend when the cookie is genuine,
+    /// unexpired and the backend usable; otherwise the balancer's choice (keyed for
+    /// `consistent_hash`), with a fresh cookie when the upstream is sticky. Without a request
+    /// (Layer 4), the balancer's plain choice.
+    pub(super) fn pick_among(
         &self,
-        req: &RequestInfo<'_>,
+        members: &Members,
+        req: Option<&RequestInfo<'_>>,
         usable: impl Fn(usize) -> bool,
-    ) -> Option<Picked<'_>> {
+    ) -> Option<Picked> {
+        let Some(req) = req else {
+            let backend = members
+                .balancer
+                .pick(&usable)
+                .and_then(|i| members.backends.get(i))?;
+            return Some(Picked {
+                backend: Arc::clone(backend),
+                set_cookie: None,
+            });
+        };
         let now = self.sealer.as_ref().map(|_| unix_now()).unwrap_or(0);
         if let Some(sealer) = &self.sealer {
             let pinned = cookie(req.headers, sealer.cookie_name())
                 .and_then(|value| sealer.open(value, now))
                 .and_then(|id| {
-                    self.backends
+                    members
+                        .backends
                         .iter()
                         .enumerate()
                         .find(|(i, b)| b.id == id && usable(*i))
                 });
             if let Some((_, backend)) = pinned {
                 return Some(Picked {
-                    backend,
+                    backend: Arc::clone(backend),
                     set_cookie: None,
                 });
             }
@@ -79,15 +82,15 @@ impl UpstreamPool {
             .hash_key
             .as_ref()
             .and_then(|k| key_hash(k, req.headers, req.path, req.client));
-        let backend = self
+        let backend = members
             .balancer
             .pick_keyed(key, &usable)
-            .and_then(|i| self.backends.get(i))?;
+            .and_then(|i| members.backends.get(i))?;
         let set_cookie = self.sealer.as_ref().and_then(|sealer| {
             HeaderValue::from_str(&sealer.set_cookie(backend.id, now, req.secure)).ok()
         });
         Some(Picked {
-            backend,
+            backend: Arc::clone(backend),
             set_cookie,
         })
     }
@@ -102,7 +105,13 @@ pub fn carry_stats(
 ) -> Arc<BackendStats> {
     previous
         .filter(|p| p.name == name)
-        .and_then(|p| p.backends.iter().find(|b| b.addr == addr))
+        .and_then(|p| {
+            p.members()
+                .backends
+                .iter()
+                .find(|b| b.addr == addr)
+                .cloned()
+        })
         .map_or_else(BackendStats::new, |b| Arc::clone(&b.stats))
 }
 
@@ -132,28 +141,33 @@ mod tests {
             upstream("api", "[\"127.0.0.1:1\", \"127.0.0.1:2\"]", ""),
             None,
         );
-        let guard = old.backends[1].stats.start();
+        let old_members = old.members();
+        let guard = old_members.backends[1].stats.start();
         let new = UpstreamPool::with_previous(
             upstream("api", "[\"127.0.0.1:2\", \"127.0.0.1:3\"]", ""),
             None,
             Some(&old),
         );
-        assert!(Arc::ptr_eq(&new.backends[0].stats, &old.backends[1].stats));
-        assert_eq!(new.backends[0].stats.inflight(), 1);
-        assert_eq!(new.backends[1].stats.inflight(), 0);
+        let new_members = new.members();
+        assert!(Arc::ptr_eq(
+            &new_members.backends[0].stats,
+            &old_members.backends[1].stats
+        ));
+        assert_eq!(new_members.backends[0].stats.inflight(), 1);
+        assert_eq!(new_members.backends[1].stats.inflight(), 0);
         // The balancer reads the same state the backends carry.
         assert!(Arc::ptr_eq(
-            new.balancer.stats(0).unwrap(),
-            &new.backends[0].stats
+            new_members.balancer.stats(0).unwrap(),
+            &new_members.backends[0].stats
         ));
         drop(guard);
-        assert_eq!(new.backends[0].stats.inflight(), 0);
+        assert_eq!(new_members.backends[0].stats.inflight(), 0);
         // Another upstream with the same address starts fresh.
         let other =
             UpstreamPool::with_previous(upstream("web", "[\"127.0.0.1:2\"]", ""), None, Some(&old));
         assert!(!Arc::ptr_eq(
-            &other.backends[0].stats,
-            &old.backends[1].stats
+            &other.members().backends[0].stats,
+            &old_members.backends[1].stats
         ));
     }
 
@@ -168,23 +182,29 @@ mod tests {
             None,
         );
         let empty = HeaderMap::new();
-        let first = pool.pick_for(&info(&empty)).unwrap();
+        let members = pool.members();
+        let all = |_: usize| true;
+        let first = pool.pick_among(&members, Some(&info(&empty)), all).unwrap();
         let line = first.set_cookie.unwrap();
         let pair = line.to_str().unwrap().split(';').next().unwrap().to_owned();
         let mut headers = HeaderMap::new();
         headers.insert(http::header::COOKIE, HeaderValue::from_str(&pair).unwrap());
         for _ in 0..5 {
-            let again = pool.pick_for(&info(&headers)).unwrap();
+            let again = pool
+                .pick_among(&members, Some(&info(&headers)), all)
+                .unwrap();
             assert_eq!(again.backend.addr, first.backend.addr);
             assert!(again.set_cookie.is_none());
         }
         // The pinned backend becomes unusable: another one, and a cookie pinning it.
-        let pinned = pool
+        let pinned = members
             .backends
             .iter()
             .position(|b| b.addr == first.backend.addr)
             .unwrap();
-        let moved = pool.pick_among(&info(&headers), |i| i != pinned).unwrap();
+        let moved = pool
+            .pick_among(&members, Some(&info(&headers)), |i| i != pinned)
+            .unwrap();
         assert_ne!(moved.backend.addr, first.backend.addr);
         let line = moved.set_cookie.unwrap();
         let value = line.to_str().unwrap().split(';').next().unwrap();

@@ -3,8 +3,11 @@
 //! shares one multiplexed connection per backend.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -16,6 +19,8 @@ use tokio_rustls::TlsConnector;
 
 use super::balancer::sticky::{backend_id, Sealer};
 use super::balancer::{BackendStats, Balancer};
+use super::limits::{connection_refused, Held, Load, RetryBudget};
+use super::outlier::BackendHealth;
 use super::UpstreamError;
 use crate::body::ProxyBody;
 use crate::config::model::{Upstream, UpstreamProtocol};
@@ -23,29 +28,84 @@ use crate::config::model::{Upstream, UpstreamProtocol};
 type H1Sender = http1::SendRequest<ProxyBody>;
 type H2Sender = http2::SendRequest<ProxyBody>;
 
-/// One backend server of an upstream and its idle connections.
+/// One backend server of an upstream: its idle connections, health and load. Kept by
+/// address across DNS changes.
 pub struct Backend {
     pub addr: SocketAddr,
+    pub weight: u32,
     /// In-flight count and latency EWMA, carried across reloads by identity.
     pub stats: Arc<BackendStats>,
     /// The identity the sticky cookie names (upstream name + address).
     pub id: u64,
     idle: Mutex<Vec<(H1Sender, Instant)>>,
     shared_h2: Mutex<Option<H2Sender>>,
+    pub health: BackendHealth,
+    pub load: Arc<Load>,
+}
+
+impl Backend {
+    /// Backend `addr` of upstream `upstream`, with its (possibly carried-over) load stats.
+    pub fn new(upstream: &str, addr: SocketAddr, weight: u32, stats: Arc<BackendStats>) -> Backend {
+        Backend {
+            addr,
+            weight,
+            stats,
+            id: backend_id(upstream, &addr),
+            idle: Mutex::new(Vec::new()),
+            shared_h2: Mutex::new(None),
+            health: BackendHealth::default(),
+            load: Arc::new(Load::default()),
+        }
+    }
+}
+
+/// The current backend set and the balancer over it (replaced whole by discovery).
+pub struct Members {
+    pub backends: Vec<Arc<Backend>>,
+    pub balancer: Balancer,
+}
+
+impl Members {
+    /// The balancer of `config` over `backends` (ring positions follow the addresses).
+    pub fn new(config: &Upstream, backends: Vec<Arc<Backend>>) -> Members {
+        let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+        let ids: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+        let stats = backends.iter().map(|b| Arc::clone(&b.stats)).collect();
+        Members {
+            balancer: Balancer::build(config.balancer, &config.balancing, &weights, &ids, stats),
+            backends,
+        }
+    }
 }
 
 /// How to reach the backends of one upstream.
 pub struct UpstreamPool {
     pub name: String,
     pub config: Upstream,
-    pub backends: Vec<Arc<Backend>>,
-    pub balancer: Balancer,
+    pub(super) members: ArcSwap<Members>,
     /// Seals the sticky-session cookie when the upstream has `sticky`.
     pub(super) sealer: Option<Sealer>,
+    /// Connections and pending requests of the whole upstream.
+    pub load: Arc<Load>,
+    pub budget: RetryBudget,
+    /// State of the slow-start dice.
+    pub(super) dice: AtomicU64,
     tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
     /// The TLS connector for upgrade connections, which always speak HTTP/1.1 (ALPN
     /// `http/1.1` even when ordinary requests go over h2).
     upgrade_tls: Option<TlsConnector>,
+}
+
+/// A connection ready for one request.
+pub enum Conn {
+    H1(H1Sender),
+    H2(H2Sender),
+}
+
+/// A connection taken for a request, and whether it served before.
+pub struct Acquired {
+    conn: Conn,
+    pub reused: bool,
 }
 
 /// A response from a backend, with where it came from.
@@ -61,34 +121,41 @@ impl UpstreamPool {
     }
 
     /// Like `new`, carrying each backend's load state over from `previous` (the same
-    /// upstream in the configuration being replaced) when its address is still there.
+    /// upstream in the configuration being replaced) when its address is still there, and
+    /// keeping the addresses discovery had resolved until it resolves them again.
     pub fn with_previous(
         config: Upstream,
         tls: Option<Arc<rustls::ClientConfig>>,
         previous: Option<&UpstreamPool>,
     ) -> Self {
-        let weights: Vec<u32> = config.servers.iter().map(|s| s.weight).collect();
-        let backends: Vec<Arc<Backend>> = config
+        let mut servers: Vec<(SocketAddr, u32)> = config
             .servers
             .iter()
-            .map(|s| {
-                Arc::new(Backend {
-                    addr: s.address,
-                    stats: super::pick::carry_stats(previous, &config.name, s.address),
-                    id: backend_id(&config.name, &s.address),
-                    idle: Mutex::new(Vec::new()),
-                    shared_h2: Mutex::new(None),
-                })
+            .map(|s| (s.address, s.weight))
+            .collect();
+        if !config.resilience.dns_servers.is_empty() {
+            if let Some(before) = previous.filter(|p| p.name == config.name) {
+                for b in &before.members().backends {
+                    if !servers.iter().any(|(a, _)| *a == b.addr) {
+                        servers.push((b.addr, b.weight));
+                    }
+                }
+            }
+        }
+        let backends: Vec<Arc<Backend>> = servers
+            .iter()
+            .map(|&(addr, weight)| {
+                let stats = super::pick::carry_stats(previous, &config.name, addr);
+                Arc::new(Backend::new(&config.name, addr, weight, stats))
             })
             .collect();
-        let ids: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
-        let stats = backends.iter().map(|b| Arc::clone(&b.stats)).collect();
-        let balancer = Balancer::build(config.balancer, &config.balancing, &weights, &ids, stats);
         let sealer = config
             .balancing
             .sticky
             .as_ref()
             .map(|s| Sealer::new(&config.name, s));
+        let retries = &config.resilience.retries;
+        let budget = RetryBudget::new(retries.budget_percent, retries.budget_min_per_second);
         let server_name = config
             .tls
             .as_ref()
@@ -107,20 +174,14 @@ impl UpstreamPool {
         Self {
             upgrade_tls,
             name: config.name.clone(),
-            balancer,
+            members: ArcSwap::from_pointee(Members::new(&config, backends)),
             sealer,
+            load: Arc::new(Load::default()),
+            budget,
+            dice: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
             config,
-            backends,
             tls,
         }
-    }
-
-    /// Picks the next backend by the upstream's balancer (no request key, no sticky
-    /// cookie: `pick_for` has those).
-    pub fn pick(&self) -> Option<&Arc<Backend>> {
-        self.balancer
-            .pick(|i| self.usable(i))
-            .and_then(|i| self.backends.get(i))
     }
 
     pub fn is_tls(&self) -> bool {
@@ -186,25 +247,73 @@ impl UpstreamPool {
         backend: &Arc<Backend>,
         req: Request<ProxyBody>,
     ) -> Result<Sent, UpstreamError> {
+        let acquired = self.acquire(backend).await?;
+        self.send_on(backend, acquired, req).await
+    }
+
+    /// A connection to `backend`: a pooled one when there is, else a new one within the
+    /// connection limits. Nothing of the request is sent yet, so failing here is always safe
+    /// to try elsewhere.
+    pub async fn acquire(&self, backend: &Arc<Backend>) -> Result<Acquired, UpstreamError> {
         match self.config.protocol {
-            UpstreamProtocol::Http1 => self.send_h1(backend, req).await,
-            UpstreamProtocol::H2 | UpstreamProtocol::H2c => self.send_h2(backend, req).await,
+            UpstreamProtocol::Http1 => match self.checkout_h1(backend) {
+                Some(s) => Ok(Acquired {
+                    conn: Conn::H1(s),
+                    reused: true,
+                }),
+                None => Ok(Acquired {
+                    conn: Conn::H1(self.connect_h1(backend).await?),
+                    reused: false,
+                }),
+            },
+            UpstreamProtocol::H2 | UpstreamProtocol::H2c => {
+                let existing = backend
+                    .shared_h2
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.as_ref().filter(|s| !s.is_closed()).cloned());
+                let (sender, reused) = match existing {
+                    Some(s) => (s, true),
+                    None => {
+                        let s = self.connect_h2(backend).await?;
+                        if let Ok(mut slot) = backend.shared_h2.lock() {
+                            *slot = Some(s.clone());
+                        }
+                        (s, false)
+                    }
+                };
+                Ok(Acquired {
+                    conn: Conn::H2(sender),
+                    reused,
+                })
+            }
         }
     }
 
-    async fn send_h1(
+    /// Sends `req` over an acquired connection (no timeout of its own).
+    pub async fn send_on(
         &self,
         backend: &Arc<Backend>,
+        acquired: Acquired,
         req: Request<ProxyBody>,
     ) -> Result<Sent, UpstreamError> {
-        let (mut sender, reused) = match self.checkout_h1(backend) {
-            Some(s) => (s, true),
-            None => (self.connect_h1(backend).await?, false),
-        };
-        let result = sender.send_request(req).await;
-        let response = result.map_err(|source| UpstreamError::Request { source, reused })?;
-        self.return_h1_when_ready(backend, sender);
-        Ok(Sent { response, reused })
+        let reused = acquired.reused;
+        match acquired.conn {
+            Conn::H1(mut sender) => {
+                let result = sender.send_request(req).await;
+                let response =
+                    result.map_err(|source| UpstreamError::Request { source, reused })?;
+                self.return_h1_when_ready(backend, sender);
+                Ok(Sent { response, reused })
+            }
+            Conn::H2(mut sender) => {
+                let response = sender
+                    .send_request(req)
+                    .await
+                    .map_err(|source| UpstreamError::Request { source, reused })?;
+                Ok(Sent { response, reused })
+            }
+        }
     }
 
     fn checkout_h1(&self, backend: &Backend) -> Option<H1Sender> {
@@ -233,7 +342,20 @@ impl UpstreamPool {
         });
     }
 
+    /// Counts a new connection against the limits, or refuses it.
+    fn hold_connection(&self, backend: &Backend) -> Result<Held, UpstreamError> {
+        let limits = &self.config.resilience.limits;
+        if let Some(reason) = connection_refused(limits, &self.load, &backend.load) {
+            return Err(UpstreamError::Overloaded(reason));
+        }
+        Ok(Held::connection(vec![
+            Arc::clone(&self.load),
+            Arc::clone(&backend.load),
+        ]))
+    }
+
     async fn connect_h1(&self, backend: &Backend) -> Result<H1Sender, UpstreamError> {
+        let held = self.hold_connection(backend)?;
         let io = self.connect_io(backend.addr, self.connector()).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
@@ -244,38 +366,13 @@ impl UpstreamPool {
             if let Err(e) = conn.await {
                 tracing::debug!(backend = %addr, error = %e, "backend connection ended");
             }
+            drop(held);
         });
         Ok(sender)
     }
 
-    async fn send_h2(
-        &self,
-        backend: &Arc<Backend>,
-        req: Request<ProxyBody>,
-    ) -> Result<Sent, UpstreamError> {
-        let existing = backend
-            .shared_h2
-            .lock()
-            .ok()
-            .and_then(|g| g.as_ref().filter(|s| !s.is_closed()).cloned());
-        let (mut sender, reused) = match existing {
-            Some(s) => (s, true),
-            None => {
-                let s = self.connect_h2(backend).await?;
-                if let Ok(mut slot) = backend.shared_h2.lock() {
-                    *slot = Some(s.clone());
-                }
-                (s, false)
-            }
-        };
-        let response = sender
-            .send_request(req)
-            .await
-            .map_err(|source| UpstreamError::Request { source, reused })?;
-        Ok(Sent { response, reused })
-    }
-
     async fn connect_h2(&self, backend: &Backend) -> Result<H2Sender, UpstreamError> {
+        let held = self.hold_connection(backend)?;
         let io = self.connect_io(backend.addr, self.connector()).await?;
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
@@ -291,11 +388,12 @@ impl UpstreamPool {
             if let Err(e) = conn.await {
                 tracing::debug!(backend = %addr, error = %e, "backend h2 connection ended");
             }
+            drop(held);
         });
         Ok(sender)
     }
 
-    fn connector(&self) -> Option<&TlsConnector> {
+    pub(crate) fn connector(&self) -> Option<&TlsConnector> {
         self.tls.as_ref().map(|(c, _)| c)
     }
 
@@ -315,7 +413,7 @@ impl UpstreamPool {
 
     /// TCP connect under the connect timeout, then TLS through `connector` when the upstream
     /// re-encrypts.
-    async fn connect_io(
+    pub(crate) async fn connect_io(
         &self,
         addr: SocketAddr,
         connector: Option<&TlsConnector>,

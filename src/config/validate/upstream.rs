@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use super::listener::cert_pair;
 use super::matcher::parse_host;
+use super::resilience::host_port;
 use super::route::unknown_name;
 use super::{join, Ctx};
 use crate::config::model::{
-    HostMatch, ServerAddr, Upstream, UpstreamProtocol, UpstreamTimeouts, UpstreamTls,
+    DnsServer, HostMatch, ServerAddr, Upstream, UpstreamProtocol, UpstreamTimeouts, UpstreamTls,
 };
 use crate::config::raw::{
     RawListener, RawRoute, RawServer, RawTimeouts, RawUpstream, RawUpstreamTls,
@@ -48,7 +49,12 @@ fn upstream(ctx: &mut Ctx<'_>, path: &str, name: &str, raw: &RawUpstream) -> Opt
         ctx.error(path, "upstream name must not be empty");
         ok = false;
     }
-    let servers = servers(ctx, &join(path, "servers"), raw.servers.as_deref());
+    let (servers, dns_servers) = match servers(ctx, &join(path, "servers"), raw.servers.as_deref())
+    {
+        Some((s, d)) => (Some(s), Some(d)),
+        None => (None, None),
+    };
+    let resilience = dns_servers.and_then(|d| super::resilience::resilience(ctx, path, raw, d));
     let balancing = super::balancing::balancing(ctx, path, raw);
     let protocol = match raw.protocol.as_deref() {
         None | Some("http1") => Some(UpstreamProtocol::Http1),
@@ -94,11 +100,15 @@ fn upstream(ctx: &mut Ctx<'_>, path: &str, name: &str, raw: &RawUpstream) -> Opt
         tls: tls?,
         timeouts: timeouts?,
         max_idle_per_backend: raw.max_idle_per_backend.unwrap_or(32),
+        resilience: resilience?,
     })
     .filter(|_| ok)
 }
 
-fn servers(ctx: &mut Ctx<'_>, path: &str, raw: Option<&[RawServer]>) -> Option<Vec<ServerAddr>> {
+/// IP servers, and `host:port` servers resolved by discovery.
+type Servers = (Vec<ServerAddr>, Vec<DnsServer>);
+
+fn servers(ctx: &mut Ctx<'_>, path: &str, raw: Option<&[RawServer]>) -> Option<Servers> {
     let Some(raw) = raw else {
         ctx.error(path, "at least one server is required");
         return None;
@@ -107,16 +117,31 @@ fn servers(ctx: &mut Ctx<'_>, path: &str, raw: Option<&[RawServer]>) -> Option<V
         // Allowed on purpose (a pool emptied for maintenance, or filled later by discovery);
         // requests routed to it get 503.
         ctx.warning(path, "no servers: requests to this upstream get 503");
-        return Some(Vec::new());
+        return Some((Vec::new(), Vec::new()));
     }
     let mut out = Some(Vec::with_capacity(raw.len()));
+    let mut dns = Vec::new();
     for (i, server) in raw.iter().enumerate() {
         let at = format!("{path}[{i}]");
         let parsed = match server {
-            RawServer::Address(text) => {
-                address(ctx, &at, text).map(|address| ServerAddr { address, weight: 1 })
-            }
+            RawServer::Address(text) => match host_port(text) {
+                Some((host, port)) => {
+                    dns.push(DnsServer {
+                        host,
+                        port,
+                        weight: 1,
+                    });
+                    continue;
+                }
+                None => address(ctx, &at, text).map(|address| ServerAddr { address, weight: 1 }),
+            },
             RawServer::Full(full) => {
+                if let Some((host, port)) = full.address.as_deref().and_then(host_port) {
+                    if let Some(weight) = ctx.positive(&join(&at, "weight"), full.weight, 1) {
+                        dns.push(DnsServer { host, port, weight });
+                    }
+                    continue;
+                }
                 let address = ctx
                     .required(&at, "address", full.address.as_ref())
                     .and_then(|text| address(ctx, &join(&at, "address"), text));
@@ -131,7 +156,7 @@ fn servers(ctx: &mut Ctx<'_>, path: &str, raw: Option<&[RawServer]>) -> Option<V
             _ => out = None,
         }
     }
-    out
+    out.map(|list| (list, dns))
 }
 
 fn address(ctx: &mut Ctx<'_>, path: &str, text: &str) -> Option<SocketAddr> {
@@ -140,7 +165,7 @@ fn address(ctx: &mut Ctx<'_>, path: &str, text: &str) -> Option<SocketAddr> {
         .map_err(|_| {
             ctx.error(
                 path,
-                format!("{text:?} is not an IP:port address (like 127.0.0.1:9001; host names are not resolved)"),
+                format!("{text:?} is not an IP:port or host:port address (like 127.0.0.1:9001 or api.internal:9001)"),
             );
         })
         .ok()
@@ -227,7 +252,7 @@ mod tests {
         #[rustfmt::skip]
         let cases: Vec<(String, &str, u64, &str)> = vec![
             ("    balancer: round_robin\n".into(), "upstreams.api.servers", 9, "at least one server is required"),
-            ("    servers: [\"backend:9000\"]\n".into(), "upstreams.api.servers[0]", 9, "is not an IP:port address"),
+            ("    servers: [\"backend\"]\n".into(), "upstreams.api.servers[0]", 9, "is not an IP:port or host:port address"),
             ("    servers:\n      - weight: 2\n".into(), "upstreams.api.servers[0].address", 10, "missing required key \"address\""),
             ("    servers:\n      - { address: \"127.0.0.1:1\", weight: 0 }\n".into(), "upstreams.api.servers[0].weight", 10, "must be greater than 0"),
             ("    servers:\n      - { address: \"127.0.0.1:1\", weight: -1 }\n".into(), "upstreams.api.servers[0].weight", 10, "whole number"),

@@ -91,13 +91,15 @@ pub async fn upgrade(
         client: conn.peer.ip(),
         secure: conn.tls.is_some(),
     };
-    let Some(Picked {
-        backend,
-        set_cookie,
-    }) = pool.pick_for(&info)
-    else {
-        tracing::warn!(route = %route.name, upstream = %pool.name, "no usable backend");
-        return respond::error(StatusCode::SERVICE_UNAVAILABLE, "no backend available");
+    let (backend, set_cookie) = match pool.pick_for(Some(&info), &[]) {
+        Ok(Picked {
+            backend,
+            set_cookie,
+        }) => (backend, set_cookie),
+        Err(err) => {
+            tracing::warn!(route = %route.name, upstream = %pool.name, error = %err, "no usable backend");
+            return respond::error(err.status(), "no backend available");
+        }
     };
     record.set_backend(upstream, backend.addr);
     // Counted until the tunnel ends (moved into its task below).
@@ -109,7 +111,7 @@ pub async fn upgrade(
     let dest = Dest {
         route,
         pool,
-        backend,
+        backend: &backend,
     };
     let key = (kind == Kind::ExtendedConnect).then(handshake::generate_key);
     let upstream_req = match forward::build_request(snapshot, conn, &dest, req, &target, None, true)
@@ -119,14 +121,14 @@ pub async fn upgrade(
     };
     let metrics = snapshot.backend_metrics(upstream, backend.addr);
     let sent_at = std::time::Instant::now();
-    let mut response = match pool.upgrade(backend, upstream_req).await {
+    let mut response = match pool.upgrade(&backend, upstream_req).await {
         Ok(r) => {
             metrics.response(sent_at.elapsed());
             r
         }
         Err(err) => {
             metrics.error(&snapshot.metrics, forward::error_kind(&err));
-            return forward::failure(route, pool, backend, err);
+            return forward::failure(route, pool, &backend, err);
         }
     };
     let via = &snapshot.config.settings.via;
