@@ -1,6 +1,7 @@
 //! Upstream pools: which backends exist, how to pick one (`balancer`) and how to reach it
 //! over pooled keep-alive connections (`pool`).
 
+mod backend;
 pub mod balancer;
 pub mod dns;
 pub mod health;

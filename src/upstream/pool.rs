@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -17,66 +17,16 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::balancer::sticky::{backend_id, Sealer};
-use super::balancer::{BackendStats, Balancer};
+use super::balancer::sticky::Sealer;
 use super::limits::{connection_refused, Held, Load, RetryBudget};
-use super::outlier::BackendHealth;
 use super::UpstreamError;
 use crate::body::ProxyBody;
 use crate::config::model::{Upstream, UpstreamProtocol};
 
-type H1Sender = http1::SendRequest<ProxyBody>;
-type H2Sender = http2::SendRequest<ProxyBody>;
+pub(super) type H1Sender = http1::SendRequest<ProxyBody>;
+pub(super) type H2Sender = http2::SendRequest<ProxyBody>;
 
-/// One backend server of an upstream: its idle connections, health and load. Kept by
-/// address across DNS changes.
-pub struct Backend {
-    pub addr: SocketAddr,
-    pub weight: u32,
-    /// In-flight count and latency EWMA, carried across reloads by identity.
-    pub stats: Arc<BackendStats>,
-    /// The identity the sticky cookie names (upstream name + address).
-    pub id: u64,
-    idle: Mutex<Vec<(H1Sender, Instant)>>,
-    shared_h2: Mutex<Option<H2Sender>>,
-    pub health: BackendHealth,
-    pub load: Arc<Load>,
-}
-
-impl Backend {
-    /// Backend `addr` of upstream `upstream`, with its (possibly carried-over) load stats.
-    pub fn new(upstream: &str, addr: SocketAddr, weight: u32, stats: Arc<BackendStats>) -> Backend {
-        Backend {
-            addr,
-            weight,
-            stats,
-            id: backend_id(upstream, &addr),
-            idle: Mutex::new(Vec::new()),
-            shared_h2: Mutex::new(None),
-            health: BackendHealth::default(),
-            load: Arc::new(Load::default()),
-        }
-    }
-}
-
-/// The current backend set and the balancer over it (replaced whole by discovery).
-pub struct Members {
-    pub backends: Vec<Arc<Backend>>,
-    pub balancer: Balancer,
-}
-
-impl Members {
-    /// The balancer of `config` over `backends` (ring positions follow the addresses).
-    pub fn new(config: &Upstream, backends: Vec<Arc<Backend>>) -> Members {
-        let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
-        let ids: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
-        let stats = backends.iter().map(|b| Arc::clone(&b.stats)).collect();
-        Members {
-            balancer: Balancer::build(config.balancer, &config.balancing, &weights, &ids, stats),
-            backends,
-        }
-    }
-}
+pub use super::backend::{Backend, Members};
 
 /// How to reach the backends of one upstream.
 pub struct UpstreamPool {
