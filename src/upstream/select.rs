@@ -167,3 +167,58 @@ impl UpstreamPool {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::testing::valid;
+
+    fn pool(servers: &str, previous: Option<&UpstreamPool>) -> UpstreamPool {
+        let yaml = format!("listeners:\n  - name: web\n    bind: 127.0.0.1:8080\nroutes:\n  - name: r\n    upstream: api\nupstreams:\n  api:\n    servers: {servers}\n");
+        let config = valid(&yaml).0.upstreams.remove(0);
+        UpstreamPool::with_previous(config, None, previous)
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn discovery_changes_keep_backend_state_by_address() {
+        let p = pool("[\"127.0.0.1:1\", \"api.test:80\"]", None);
+        assert_eq!(p.members().backends.len(), 1, "nothing resolved yet");
+        assert!(p.set_servers(&[(addr(1), 1), (addr(2), 1)]));
+        assert!(
+            !p.set_servers(&[(addr(1), 1), (addr(2), 1)]),
+            "same set: no change"
+        );
+        let second = Arc::clone(&p.members().backends[1]);
+        let cfg = p.config.resilience.outlier.clone().unwrap();
+        for _ in 0..cfg.consecutive_failures {
+            p.report("r", &second, false, "test");
+        }
+        assert!(second.health.is_ejected(now_ms()));
+        assert!(p.set_servers(&[(addr(2), 1), (addr(3), 1)]));
+        let members = p.members();
+        assert!(Arc::ptr_eq(&members.backends[0], &second), "state kept");
+        assert!(p.pick_except(&[]).is_ok_and(|b| b.addr == addr(3)));
+
+        // A rebuilt pool (reload) keeps the resolved addresses until discovery runs again.
+        let next = pool("[\"127.0.0.1:1\", \"api.test:80\"]", Some(&p));
+        let addrs: Vec<SocketAddr> = next.members().backends.iter().map(|b| b.addr).collect();
+        assert_eq!(addrs, [addr(1), addr(2), addr(3)]);
+    }
+
+    #[test]
+    fn pending_limits_answer_overloaded() {
+        let yaml = "listeners:\n  - name: web\n    bind: 127.0.0.1:8080\nroutes:\n  - name: r\n    upstream: api\nupstreams:\n  api:\n    servers: [\"127.0.0.1:1\"]\n    limits: { max_pending_per_backend: 1 }\n";
+        let config = valid(yaml).0.upstreams.remove(0);
+        let p = UpstreamPool::new(config, None);
+        let b = p.pick().unwrap();
+        let held = crate::upstream::limits::Held::pending(vec![Arc::clone(&b.load)]);
+        assert!(matches!(p.pick(), Err(UpstreamError::Overloaded(_))));
+        drop(held);
+        assert!(p.pick().is_ok());
+    }
+}
