@@ -23,22 +23,35 @@ pub struct Backend {
     pub id: u64,
     pub(super) idle: Mutex<Vec<(H1Sender, Instant)>>,
     pub(super) shared_h2: Mutex<Option<H2Sender>>,
-    pub health: BackendHealth,
+    /// Health and ejection state, carried across reloads by identity like `stats`.
+    pub health: Arc<BackendHealth>,
     pub load: Arc<Load>,
 }
 
 impl Backend {
-    /// Backend `addr` of upstream `upstream`, with its (possibly carried-over) load stats.
-    pub fn new(upstream: &str, addr: SocketAddr, weight: u32, stats: Arc<BackendStats>) -> Backend {
+    /// Backend `addr` of upstream `upstream`, with fresh state.
+    pub fn new(upstream: &str, addr: SocketAddr, weight: u32) -> Backend {
+        Backend::carried(upstream, addr, weight, None)
+    }
+
+    /// Backend `addr` of upstream `upstream`, sharing the load, health and ejection state of
+    /// `previous` (the same identity in the configuration being replaced), if any. Pooled
+    /// connections are not carried: the upstream's connection settings may have changed.
+    pub fn carried(
+        upstream: &str,
+        addr: SocketAddr,
+        weight: u32,
+        previous: Option<&Backend>,
+    ) -> Backend {
         Backend {
             addr,
             weight,
-            stats,
+            stats: previous.map_or_else(BackendStats::new, |p| Arc::clone(&p.stats)),
             id: backend_id(upstream, &addr),
             idle: Mutex::new(Vec::new()),
             shared_h2: Mutex::new(None),
-            health: BackendHealth::default(),
-            load: Arc::new(Load::default()),
+            health: previous.map_or_else(Arc::default, |p| Arc::clone(&p.health)),
+            load: previous.map_or_else(Arc::default, |p| Arc::clone(&p.load)),
         }
     }
 }

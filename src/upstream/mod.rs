@@ -11,7 +11,7 @@ mod pick;
 pub mod pool;
 mod select;
 
-pub use pick::{carry_stats, Picked, RequestInfo};
+pub use pick::{carried, Picked, RequestInfo};
 pub use pool::{Backend, UpstreamPool};
 
 use std::time::Duration;

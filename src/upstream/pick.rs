@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderMap, HeaderValue};
 
-use super::balancer::{cookie, key_hash, BackendStats};
+use super::balancer::{cookie, key_hash};
 use super::pool::{Backend, Members, UpstreamPool};
 
 /// What the balancer may look at in a request.
@@ -96,23 +96,20 @@ impl UpstreamPool {
     }
 }
 
-/// The load state for backend `addr` of upstream `name`: the one `previous` kept for the same
-/// identity, or a fresh one.
-pub fn carry_stats(
+/// Backend `addr` of upstream `name` in `previous` (the pool being replaced), whose load,
+/// health and ejection state the new pool carries on.
+pub fn carried(
     previous: Option<&UpstreamPool>,
     name: &str,
     addr: SocketAddr,
-) -> Arc<BackendStats> {
-    previous
-        .filter(|p| p.name == name)
-        .and_then(|p| {
-            p.members()
-                .backends
-                .iter()
-                .find(|b| b.addr == addr)
-                .cloned()
-        })
-        .map_or_else(BackendStats::new, |b| Arc::clone(&b.stats))
+) -> Option<Arc<Backend>> {
+    previous.filter(|p| p.name == name).and_then(|p| {
+        p.members()
+            .backends
+            .iter()
+            .find(|b| b.addr == addr)
+            .cloned()
+    })
 }
 
 #[cfg(test)]
@@ -152,6 +149,14 @@ mod tests {
         assert!(Arc::ptr_eq(
             &new_members.backends[0].stats,
             &old_members.backends[1].stats
+        ));
+        assert!(Arc::ptr_eq(
+            &new_members.backends[0].health,
+            &old_members.backends[1].health
+        ));
+        assert!(!Arc::ptr_eq(
+            &new_members.backends[1].health,
+            &old_members.backends[0].health
         ));
         assert_eq!(new_members.backends[0].stats.inflight(), 1);
         assert_eq!(new_members.backends[1].stats.inflight(), 0);

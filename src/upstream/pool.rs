@@ -95,8 +95,13 @@ impl UpstreamPool {
         let backends: Vec<Arc<Backend>> = servers
             .iter()
             .map(|&(addr, weight)| {
-                let stats = super::pick::carry_stats(previous, &config.name, addr);
-                Arc::new(Backend::new(&config.name, addr, weight, stats))
+                let before = super::pick::carried(previous, &config.name, addr);
+                Arc::new(Backend::carried(
+                    &config.name,
+                    addr,
+                    weight,
+                    before.as_deref(),
+                ))
             })
             .collect();
         let sealer = config

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::balancer::BackendStats;
 use super::limits::{backend_has_room, over_limit};
 use super::outlier::{now_ms, Verdict};
 use super::pick::{Picked, RequestInfo};
@@ -157,7 +156,7 @@ impl UpstreamPool {
                     .iter()
                     .find(|b| b.addr == addr && b.weight == weight)
                     .map_or_else(
-                        || Arc::new(Backend::new(&self.name, addr, weight, BackendStats::new())),
+                        || Arc::new(Backend::new(&self.name, addr, weight)),
                         Arc::clone,
                     )
             })
