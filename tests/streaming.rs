@@ -336,3 +336,41 @@ async fn backend_dying_mid_body_is_not_a_complete_response() {
     assert_eq!(s.app.request_count(), 4);
     assert_eq!(s.h2c.request_count(), 2);
 }
+
+/// The response timeout starts when the request body has been sent: an upload slower than
+/// the timeout still gets its answer, and a backend slow after the upload still gets 504.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_timeout_starts_after_the_upload() {
+    let app = Backend::http1()
+        .reply("/sink", Reply::Sink)
+        .reply(
+            "/slow",
+            Reply::text(200, "late").delayed(Duration::from_secs(3)),
+        )
+        .spawn()
+        .await;
+    let yaml = format!(
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:0\"\nroutes:\n  - name: app\n    upstream: app\nupstreams:\n  app:\n    servers: [\"{}\"]\n    timeouts: {{ response: 500ms }}\n    retries: {{ attempts: 0 }}\n",
+        app.addr
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let mut conn = HttpConn::h1(proxy.addr("web")).await;
+    let (tx, body) = common::body::channel_body(None);
+    let req = conn
+        .request(Method::POST, "app.test", "/sink")
+        .body(body)
+        .unwrap();
+    let upload = tokio::spawn(async move {
+        // Four chunks 300 ms apart: 1.2 s of upload against a 500 ms response timeout.
+        for _ in 0..4 {
+            assert!(tx.data(vec![b'x'; 1000]).await);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let resp = conn.exchange(req).await;
+    upload.await.unwrap();
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    assert_eq!(app.last().body_len, 4000);
+    let late = conn.get("app.test", "/slow").await;
+    assert_eq!(late.status, StatusCode::GATEWAY_TIMEOUT, "{}", late.text());
+}

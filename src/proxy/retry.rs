@@ -224,9 +224,22 @@ impl Plan<'_> {
                 }
             }
         };
+        // The response timeout runs from the end of the request body, not from its start:
+        // a large or slow upload is not a slow backend. The body drops `uploaded` when it
+        // ends (an in-memory body at once).
+        let (uploaded, upload_done) = tokio::sync::oneshot::channel::<()>();
+        let req = req.map(|body| body.hold_until_end(Box::new(uploaded)));
+        let response_timer = async move {
+            let _ = upload_done.await;
+            tokio::time::sleep(limit).await;
+        };
         let metrics = self.snapshot.backend_metrics(self.upstream, backend.addr);
         let sent_at = Instant::now();
-        match tokio::time::timeout(limit, pool.send_on(backend, acquired, req)).await {
+        let answer = tokio::select! {
+            sent = pool.send_on(backend, acquired, req) => Ok(sent),
+            () = response_timer => Err(()),
+        };
+        match answer {
             Ok(Ok(sent)) => {
                 metrics.response(sent_at.elapsed());
                 let status = sent.response.status();
