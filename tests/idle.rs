@@ -111,3 +111,61 @@ async fn http2_pings_do_not_keep_a_connection_open() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A backend that answers every request on a connection with a keep-alive 200 and counts the
+/// connections the proxy has closed.
+async fn counting_backend() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let closed = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = closed.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if sock.write_all(reply).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_pooled_backend_connection_is_closed_without_another_request() {
+    use std::sync::atomic::Ordering;
+    let (backend, closed) = counting_backend().await;
+    let yaml = yaml(backend).replace("response: 60s", "response: 60s, idle: 1s");
+    let proxy = Proxy::start(&yaml).await;
+    let mut conn = RawConn::connect(proxy.addr("web")).await;
+    conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(conn.read_response(LIMIT, false).await.unwrap().status, 200);
+    assert_eq!(
+        closed.load(Ordering::SeqCst),
+        0,
+        "kept alive after the answer"
+    );
+    let closed_in_time = wait_until(LIMIT, || {
+        let closed = closed.clone();
+        async move { closed.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
+    assert!(
+        closed_in_time,
+        "the idle pooled connection was never closed"
+    );
+}

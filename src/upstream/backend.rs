@@ -56,6 +56,21 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Drops pooled connections idle for `limit` or closed by the backend, so an idle pool
+    /// does not hold the backend's sockets until the next request happens to check them.
+    pub fn drop_expired(&self, limit: std::time::Duration) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain(|(sender, since)| since.elapsed() < limit && !sender.is_closed());
+        }
+        if let Ok(mut shared) = self.shared_h2.lock() {
+            if shared.as_ref().is_some_and(|s| s.is_closed()) {
+                *shared = None;
+            }
+        }
+    }
+}
+
 /// The current backend set and the balancer over it (replaced whole by discovery).
 pub struct Members {
     pub backends: Vec<Arc<Backend>>,

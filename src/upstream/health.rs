@@ -1,9 +1,10 @@
 //! Active health checks: a task per upstream probes every backend on an interval (an HTTP
 //! request expecting given statuses, or a plain TCP connect) and flips its state after the
-//! healthy/unhealthy thresholds. The task holds only a `Weak` to the pool, so it ends when
-//! the pool's snapshot is dropped.
+//! healthy/unhealthy thresholds. Another closes pooled connections past the idle timeout.
+//! The tasks hold only a `Weak` to the pool, so they end when the pool's snapshot is dropped.
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use http::{header, Request, Uri};
@@ -27,6 +28,25 @@ pub fn start_background(pool: &Arc<UpstreamPool>, metrics: &Arc<Metrics>) {
     }
     if !pool.config.resilience.dns_servers.is_empty() {
         runtime.spawn(super::dns::run(Arc::downgrade(pool)));
+    }
+    runtime.spawn(reap_idle(Arc::downgrade(pool)));
+}
+
+/// Closes pooled connections past the upstream's idle timeout, a few times per timeout,
+/// until the pool is dropped.
+async fn reap_idle(pool: Weak<UpstreamPool>) {
+    loop {
+        let Some(limit) = pool.upgrade().map(|p| p.config.timeouts.idle) else {
+            return;
+        };
+        let every = (limit / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
+        tokio::time::sleep(every).await;
+        let Some(strong) = pool.upgrade() else {
+            return;
+        };
+        for backend in &strong.members().backends {
+            backend.drop_expired(limit);
+        }
     }
 }
 
