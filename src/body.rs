@@ -1,10 +1,12 @@
 //! The one body type that flows through the proxy in both directions: a streamed hyper body
 //! (with an optional size limit), a small in-memory body, or nothing. No boxing per request.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -17,6 +19,37 @@ pub enum BodyError {
     TooLarge { limit: u64 },
     #[error("body stream failed: {0}")]
     Stream(#[from] hyper::Error),
+    #[error("no body data for {0:?}")]
+    ReadTimeout(Duration),
+}
+
+/// A bound on how long a streamed body may keep its reader waiting for the next frame
+/// (nginx's `proxy_read_timeout`). Only time spent waiting on the sender counts: a reader
+/// that is slow to ask does not use it up.
+pub struct Gap {
+    limit: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    waiting: bool,
+}
+
+impl Gap {
+    fn new(limit: Duration) -> Gap {
+        Gap {
+            limit,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            waiting: false,
+        }
+    }
+
+    /// Called when the sender had nothing: true once it has had nothing for `limit`.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = tokio::time::Instant::now() + self.limit;
+            self.sleep.as_mut().reset(deadline);
+        }
+        self.sleep.as_mut().poll(cx).is_ready()
+    }
 }
 
 /// Something kept alive until a streamed body ends (an in-flight guard of the backend).
@@ -28,7 +61,7 @@ pin_project_lite::pin_project! {
     pub enum ProxyBody {
         Empty,
         Full { data: Option<Bytes> },
-        Stream { #[pin] inner: Incoming, limit: u64, seen: u64, counter: Option<Arc<AtomicU64>>, hold: Option<Hold> },
+        Stream { #[pin] inner: Incoming, limit: u64, seen: u64, counter: Option<Arc<AtomicU64>>, hold: Option<Hold>, gap: Option<Gap> },
     }
 }
 
@@ -54,6 +87,7 @@ impl ProxyBody {
             seen: 0,
             counter: None,
             hold: None,
+            gap: None,
         }
     }
 
@@ -65,7 +99,17 @@ impl ProxyBody {
             seen: 0,
             counter: Some(counter),
             hold: None,
+            gap: None,
         }
+    }
+
+    /// Fails a streamed body whose sender leaves the reader waiting longer than `limit` for
+    /// the next frame.
+    pub fn read_timeout(mut self, limit: Duration) -> Self {
+        if let ProxyBody::Stream { gap, .. } = &mut self {
+            *gap = Some(Gap::new(limit));
+        }
+        self
     }
 
     /// Keeps `value` alive until the stream ends (or the body is dropped); an in-memory body
@@ -95,8 +139,22 @@ impl Body for ProxyBody {
                 seen,
                 counter,
                 hold,
-            } => match std::task::ready!(inner.poll_frame(cx)) {
-                Some(Ok(frame)) => {
+                gap,
+            } => match inner.poll_frame(cx) {
+                Poll::Pending => {
+                    let expired = gap.as_mut().and_then(|g| g.expired(cx).then_some(g.limit));
+                    match expired {
+                        Some(limit) => {
+                            *hold = None;
+                            Poll::Ready(Some(Err(BodyError::ReadTimeout(limit))))
+                        }
+                        None => Poll::Pending,
+                    }
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(g) = gap {
+                        g.waiting = false;
+                    }
                     if let Some(data) = frame.data_ref() {
                         *seen += data.len() as u64;
                         if let Some(c) = counter {
@@ -108,11 +166,11 @@ impl Body for ProxyBody {
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
-                Some(Err(e)) => {
+                Poll::Ready(Some(Err(e))) => {
                     *hold = None;
                     Poll::Ready(Some(Err(BodyError::Stream(e))))
                 }
-                None => {
+                Poll::Ready(None) => {
                     *hold = None;
                     Poll::Ready(None)
                 }

@@ -169,3 +169,25 @@ async fn idle_pooled_backend_connection_is_closed_without_another_request() {
         "the idle pooled connection was never closed"
     );
 }
+
+/// A backend that stops sending mid-body is cut off after the response timeout of silence,
+/// even on an HTTP/2 connection the client keeps open (no idle close can help there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_backend_body_fails_after_the_read_timeout() {
+    use http_body_util::BodyExt;
+    let yaml = yaml(stalling_backend().await)
+        .replace("idle_timeout: 1s", "idle_timeout: 60s")
+        .replace("response: 60s", "response: 500ms");
+    let proxy = Proxy::start(&yaml).await;
+    let mut conn = HttpConn::h2c(proxy.addr("web")).await;
+    let req = conn
+        .request(http::Method::GET, "x.test", "/")
+        .body(common::body::full(""))
+        .unwrap();
+    let resp = conn.send(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = tokio::time::timeout(LIMIT, resp.into_body().collect())
+        .await
+        .expect("the stalled body ends instead of hanging");
+    assert!(body.is_err(), "a cut-off body must not look complete");
+}

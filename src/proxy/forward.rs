@@ -4,6 +4,7 @@
 use std::error::Error as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -147,8 +148,13 @@ pub(super) fn build_head(
     Ok(())
 }
 
-/// The backend's response as the client receives it.
-pub(super) fn relay(response: Response<Incoming>, via: &str) -> Response<ProxyBody> {
+/// The backend's response as the client receives it; its body fails if the backend leaves
+/// it waiting longer than `read_timeout` for the next frame.
+pub(super) fn relay(
+    response: Response<Incoming>,
+    via: &str,
+    read_timeout: Duration,
+) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     // RFC 9112 §6.3: with Transfer-Encoding present, a received Content-Length is wrong and
     // must not reach the client (it would make a cut-short body look complete).
@@ -160,7 +166,10 @@ pub(super) fn relay(response: Response<Incoming>, via: &str) -> Response<ProxyBo
     // The client's connection has its own version; hyper frames the answer for it (an
     // HTTP/1.0 client still gets no chunked encoding).
     parts.version = Version::HTTP_11;
-    Response::from_parts(parts, ProxyBody::stream(body, None))
+    Response::from_parts(
+        parts,
+        ProxyBody::stream(body, None).read_timeout(read_timeout),
+    )
 }
 
 /// Maps a backend failure to the client's answer and one log line naming route and backend.
@@ -182,6 +191,9 @@ pub(super) fn failure(
                 StatusCode::BAD_REQUEST,
                 "malformed or truncated request body",
             );
+        }
+        Some(BodyError::ReadTimeout(_)) => {
+            return respond::error(StatusCode::REQUEST_TIMEOUT, "request body stalled");
         }
         None => {}
     }

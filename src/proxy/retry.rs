@@ -152,7 +152,8 @@ impl Plan<'_> {
                     tried.push(backend.addr);
                     if !(again && self.another(&tried) && self.pool.budget.try_retry()) {
                         inflight.observe(self.pool.config.balancing.decay);
-                        let mut response = relay(response, via)
+                        let read_timeout = self.pool.config.timeouts.response;
+                        let mut response = relay(response, via, read_timeout)
                             .map(|body| body.hold_until_end(Box::new(inflight)));
                         if let Some(cookie) = set_cookie {
                             response

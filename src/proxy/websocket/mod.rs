@@ -135,7 +135,7 @@ pub async fn upgrade(
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         // Refused: the client's connection stays in HTTP framing (dropping `client_upgrade`
         // tells hyper no upgrade is coming).
-        return forward::relay(response, via);
+        return forward::relay(response, via, pool.config.timeouts.response);
     }
     if let Err(reason) = handshake::check_switch(response.headers(), key.as_deref(), &offer) {
         tracing::warn!(route = %route.name, backend = %backend.addr, reason, "backend's 101 refused");
