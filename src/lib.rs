@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod net;
 pub mod normalize;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod shutdown;

@@ -38,9 +38,12 @@ pub fn bind(listener: &Listener) -> Result<TcpListener, Error> {
 
 /// Accepts until the drain starts; each connection runs in its own task holding a permit
 /// of the listener's connection limit and a clone of `alive` (dropped when it ends).
+///
+/// The listener's settings (mode, TLS, limits) are read from the current snapshot, by name,
+/// at each accept, so a reload changes them without re-binding; `shutdown` is this
+/// listener's own drain signal (a reload that removes it triggers it).
 pub async fn accept_loop(
     tcp: TcpListener,
-    listener_index: usize,
     name: String,
     max_connections: usize,
     state: SharedState,
@@ -48,11 +51,6 @@ pub async fn accept_loop(
     alive: tokio::sync::mpsc::Sender<()>,
 ) {
     let limit = Arc::new(Semaphore::new(max_connections));
-    // The one dispatch by mode; a listener's mode never changes while it stays bound.
-    let layer4 = state
-        .load()
-        .listener(listener_index)
-        .is_some_and(|l| l.config.mode.is_layer4());
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
@@ -79,6 +77,11 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        let Some(listener) = state.load().listener_named(&name).cloned() else {
+            // Removed by a reload that has not stopped this loop yet.
+            continue;
+        };
+        let layer4 = listener.config.mode.is_layer4();
         let state = Arc::clone(&state);
         let watcher = shutdown.clone();
         let alive = alive.clone();
@@ -88,7 +91,7 @@ pub async fn accept_loop(
         if layer4 {
             tokio::spawn(
                 async move {
-                    crate::l4::serve(stream, peer, listener_index, state, watcher).await;
+                    crate::l4::serve(stream, peer, listener, state, watcher).await;
                     drop(permit);
                     drop(alive);
                 }
@@ -97,7 +100,7 @@ pub async fn accept_loop(
         } else {
             tokio::spawn(
                 async move {
-                    crate::conn::serve(stream, peer, listener_index, state, watcher).await;
+                    crate::conn::serve(stream, peer, listener, state, watcher).await;
                     drop(permit);
                     drop(alive);
                 }

@@ -154,7 +154,7 @@ fn run(path: &Path) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match Server::bind(config).await {
+        let mut server = match Server::bind(config).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("{e}");
@@ -162,6 +162,18 @@ fn run(path: &Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let reloader = server.enable_reload(path.to_path_buf());
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP; reload through the admin listener");
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                reloader.reload(false).await;
+            }
+        });
         let shutdown = server.shutdown_handle();
         tokio::spawn(async move {
             wait_for_signal().await;

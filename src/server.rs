@@ -3,6 +3,7 @@
 //! metrics registry lives here, outside any snapshot, so it survives reloads.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,20 +11,26 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+
 use crate::admin::{self, AdminContext, Control, NoReload};
 use crate::config::model::Config;
 use crate::error::Error;
 use crate::listener;
 use crate::metrics::Metrics;
+use crate::reload::{Reloader, RunningListener};
 use crate::shutdown::Shutdown;
 use crate::state::{SharedState, Snapshot};
 
 struct Bound {
     name: String,
-    index: usize,
+    bind: SocketAddr,
     max_connections: usize,
     tcp: TcpListener,
     addr: SocketAddr,
+    /// This listener's own drain signal (a child of the server's).
+    stop: Shutdown,
 }
 
 /// A configured, bound, not yet running Portico.
@@ -35,6 +42,9 @@ pub struct Server {
     metrics: Arc<Metrics>,
     admin: Option<(TcpListener, SocketAddr)>,
     control: Arc<dyn Control>,
+    /// Every accept loop and connection task holds a clone; `run` waits for all to drop.
+    alive: mpsc::Sender<()>,
+    all_done: mpsc::Receiver<()>,
 }
 
 impl Server {
@@ -47,8 +57,9 @@ impl Server {
         for w in warnings {
             tracing::warn!("{w}");
         }
+        let shutdown = Shutdown::new();
         let mut bound = Vec::with_capacity(snapshot.config.listeners.len());
-        for (index, l) in snapshot.config.listeners.iter().enumerate() {
+        for l in &snapshot.config.listeners {
             let tcp = listener::bind(l)?;
             let addr = listener::local_addr(&tcp, l.bind);
             tracing::info!(
@@ -60,10 +71,11 @@ impl Server {
             );
             bound.push(Bound {
                 name: l.name.clone(),
-                index,
+                bind: l.bind,
                 max_connections: l.limits.max_connections,
                 tcp,
                 addr,
+                stop: shutdown.child(),
             });
         }
         let admin = match &snapshot.config.admin {
@@ -81,14 +93,17 @@ impl Server {
             }
             None => None,
         };
+        let (alive, all_done) = mpsc::channel::<()>(1);
         Ok(Server {
             state: Arc::new(ArcSwap::from_pointee(snapshot)),
             bound,
-            shutdown: Shutdown::new(),
+            shutdown,
             grace,
             metrics,
             admin,
             control: Arc::new(NoReload),
+            alive,
+            all_done,
         })
     }
 
@@ -116,6 +131,31 @@ impl Server {
         self.control = control;
     }
 
+    /// Enables hot reload of `path` (the file this server's config came from): `POST /reload`
+    /// on the admin listener uses it, and the caller may too (SIGHUP).
+    pub fn enable_reload(&mut self, path: PathBuf) -> Arc<Reloader> {
+        let running = self
+            .bound
+            .iter()
+            .map(|b| RunningListener {
+                name: b.name.clone(),
+                bind: b.bind,
+                addr: b.addr,
+                stop: b.stop.clone(),
+            })
+            .collect();
+        let reloader = Arc::new(Reloader::new(
+            path,
+            Arc::clone(&self.state),
+            Arc::clone(&self.metrics),
+            self.shutdown.clone(),
+            self.alive.downgrade(),
+            running,
+        ));
+        self.control = Arc::new(ReloadControl(Arc::clone(&reloader)));
+        reloader
+    }
+
     /// The process's metrics registry (shared by every snapshot).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -129,7 +169,7 @@ impl Server {
     /// Serves until the drain is triggered, then waits for connections to finish, at most the
     /// configured grace period.
     pub async fn run(self) -> Result<(), Error> {
-        let (alive, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
+        let (alive, mut all_done) = (self.alive, self.all_done);
         let bound_addrs: Vec<(String, SocketAddr)> = self
             .bound
             .iter()
@@ -138,11 +178,10 @@ impl Server {
         for b in self.bound {
             tokio::spawn(listener::accept_loop(
                 b.tcp,
-                b.index,
                 b.name,
                 b.max_connections,
                 Arc::clone(&self.state),
-                self.shutdown.watcher(),
+                b.stop.watcher(),
                 alive.clone(),
             ));
         }
@@ -175,5 +214,24 @@ impl Server {
             task.abort();
         }
         Ok(())
+    }
+}
+
+/// `POST /reload` through the reloader; outcomes as JSON (admin does not know the type).
+struct ReloadControl(Arc<Reloader>);
+
+impl Control for ReloadControl {
+    fn reload(&self, dry_run: bool) -> Option<BoxFuture<'static, serde_json::Value>> {
+        let reloader = Arc::clone(&self.0);
+        Some(Box::pin(async move {
+            let outcome = reloader.reload(dry_run).await;
+            serde_json::to_value(outcome).unwrap_or(serde_json::Value::Null)
+        }))
+    }
+
+    fn last_reload(&self) -> Option<serde_json::Value> {
+        self.0
+            .last()
+            .and_then(|outcome| serde_json::to_value(outcome).ok())
     }
 }

@@ -41,6 +41,29 @@ impl Shutdown {
         }
     }
 
+    /// A drain signal of its own that also follows this one: triggering the child drains only
+    /// what watches it (one listener a reload removed); triggering this one drains both. Holds
+    /// taken through the child count here too, so the server's drain waits for them.
+    pub fn child(&self) -> Shutdown {
+        let (tx, _rx) = watch::channel(self.is_triggered());
+        let child = Shutdown {
+            tx,
+            held: Arc::clone(&self.held),
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let mut parent = self.watcher();
+            let mut own = child.watcher();
+            let forward = child.clone();
+            runtime.spawn(async move {
+                tokio::select! {
+                    () = parent.triggered() => forward.trigger(),
+                    () = own.triggered() => {}
+                }
+            });
+        }
+        child
+    }
+
     /// How many `Hold`s are alive.
     pub fn held(&self) -> usize {
         *self.held.borrow()
@@ -103,6 +126,27 @@ impl Drop for Hold {
 mod tests {
     use super::Shutdown;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_child_follows_its_parent_but_not_the_other_way() {
+        let parent = Shutdown::new();
+        let child = parent.child();
+        let hold = child.watcher().hold();
+        assert_eq!(
+            parent.held(),
+            1,
+            "holds through the child count for the parent"
+        );
+        drop(hold);
+        child.trigger();
+        assert!(child.is_triggered() && !parent.is_triggered());
+        let second = parent.child();
+        parent.trigger();
+        let mut watcher = second.watcher();
+        tokio::time::timeout(Duration::from_secs(5), watcher.triggered())
+            .await
+            .unwrap_or_else(|_| panic!("the child follows its parent"));
+    }
 
     #[tokio::test]
     async fn released_waits_for_every_hold() {

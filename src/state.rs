@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::model::{Config, Listener};
@@ -30,7 +31,9 @@ pub struct ListenerState {
     pub config: Listener,
     pub tls: Option<ListenerTlsState>,
     /// WebSocket tunnels open on this listener (limit: `limits.max_tunnels`).
-    pub tunnels: AtomicUsize,
+    /// Shared with the same listener (by name) in later snapshots, so a reload does not reset
+    /// the count while tunnels opened before it are still open.
+    pub tunnels: Arc<AtomicUsize>,
     /// Metric handles: bytes of this listener.
     pub metrics: ListenerMetrics,
     /// Request metrics per route: index 0 for requests no route matched, `i + 1` for
@@ -55,7 +58,11 @@ pub struct Snapshot {
     /// Same order as `config.listeners`.
     pub listeners: Vec<Arc<ListenerState>>,
     /// WebSocket tunnels open per route, same order as `config.routes`.
-    pub route_tunnels: Vec<AtomicUsize>,
+    /// Carried by route name across snapshots, like `ListenerState::tunnels`.
+    pub route_tunnels: Vec<Arc<AtomicUsize>>,
+    /// Per route (same order, carried by route name): set to true once a reload removed the
+    /// route, so its open tunnels drain.
+    pub route_retired: Vec<Arc<watch::Sender<bool>>>,
     /// The process's metrics: owned by `Server` and handed to every snapshot it builds, so
     /// counters survive reloads.
     pub metrics: Arc<Metrics>,
@@ -110,7 +117,9 @@ impl Snapshot {
             listeners.push(Arc::new(ListenerState {
                 config: l.clone(),
                 tls,
-                tunnels: AtomicUsize::new(0),
+                tunnels: previous
+                    .and_then(|p| p.listener_named(&l.name))
+                    .map_or_else(Arc::default, |old| Arc::clone(&old.tunnels)),
                 metrics: metrics.listener_metrics(&l.name),
                 route_metrics,
             }));
@@ -130,6 +139,11 @@ impl Snapshot {
                 None => None,
             };
             let before = previous.and_then(|p| p.upstreams.iter().find(|o| o.name == u.name));
+            if let Some(same) = before.filter(|b| reusable_pool(&b.config, u)) {
+                // Unchanged: the same pool, with its warm connections and background tasks.
+                upstreams.push(Arc::clone(same));
+                continue;
+            }
             let pool = Arc::new(UpstreamPool::with_previous(
                 u.clone(),
                 client,
@@ -149,7 +163,24 @@ impl Snapshot {
             })
             .collect();
         let router = Router::new(&config.routes);
-        let route_tunnels = config.routes.iter().map(|_| AtomicUsize::new(0)).collect();
+        let carried = |name: &str| previous.and_then(|p| p.route_index(name).map(|i| (p, i)));
+        let route_tunnels = config
+            .routes
+            .iter()
+            .map(|r| {
+                carried(&r.name).map_or_else(Arc::default, |(p, i)| Arc::clone(&p.route_tunnels[i]))
+            })
+            .collect();
+        let route_retired = config
+            .routes
+            .iter()
+            .map(|r| {
+                carried(&r.name).map_or_else(
+                    || Arc::new(watch::Sender::new(false)),
+                    |(p, i)| Arc::clone(&p.route_retired[i]),
+                )
+            })
+            .collect();
         Ok((
             Snapshot {
                 generation,
@@ -158,6 +189,7 @@ impl Snapshot {
                 upstreams,
                 listeners,
                 route_tunnels,
+                route_retired,
                 metrics: Arc::clone(metrics),
                 backend_metrics,
             },
@@ -189,6 +221,37 @@ impl Snapshot {
     pub fn listener(&self, index: usize) -> Option<&Arc<ListenerState>> {
         self.listeners.get(index)
     }
+
+    /// The listener state by name (stable across reloads, unlike the index).
+    pub fn listener_named(&self, name: &str) -> Option<&Arc<ListenerState>> {
+        self.listeners.iter().find(|l| l.config.name == name)
+    }
+
+    /// The index of route `name`.
+    pub fn route_index(&self, name: &str) -> Option<usize> {
+        self.config.routes.iter().position(|r| r.name == name)
+    }
+
+    /// Tells the tunnels of every route of `previous` that this snapshot no longer has to
+    /// drain (called once this snapshot is live).
+    pub fn retire_removed_routes(&self, previous: &Snapshot) {
+        for (route, retired) in previous.config.routes.iter().zip(&previous.route_retired) {
+            if self.route_index(&route.name).is_none() {
+                retired.send_replace(true);
+            }
+        }
+    }
+}
+
+/// Whether a rebuilt upstream may keep the running pool (and its warm connections): its
+/// settings are the same. Upstreams that re-encrypt or seal sticky cookies are always rebuilt,
+/// since their certificate or secret files may have changed on disk; their backends' state is
+/// carried over by identity all the same.
+fn reusable_pool(
+    old: &crate::config::model::Upstream,
+    new: &crate::config::model::Upstream,
+) -> bool {
+    new.tls.is_none() && new.balancing.sticky.is_none() && format!("{old:?}") == format!("{new:?}")
 }
 
 #[cfg(test)]

@@ -21,26 +21,21 @@ use tokio::net::TcpStream;
 use crate::net::MaybeTls;
 use crate::proxy::{self, ConnInfo, TlsInfo};
 use crate::shutdown::Watcher;
-use crate::state::SharedState;
+use crate::state::{ListenerState, SharedState};
 use h1guard::H1Guard;
 use idle::{Activity, BusyBody, Tracked};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Serves `stream` accepted on the listener at `listener_index` of the current snapshot.
+/// Serves `stream` accepted on `listener` (as the snapshot current at accept time had it).
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    listener_index: usize,
+    listener: Arc<ListenerState>,
     state: SharedState,
     shutdown: Watcher,
 ) {
-    let snapshot = state.load_full();
-    let Some(listener) = snapshot.listener(listener_index).cloned() else {
-        return;
-    };
-    let metrics = Arc::clone(&snapshot.metrics);
-    drop(snapshot);
+    let metrics = Arc::clone(&state.load().metrics);
     let name = listener.config.name.as_str();
     let _active = metrics.connection(name);
     let _ = stream.set_nodelay(true);

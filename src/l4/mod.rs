@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use crate::config::model::{Listener, ListenerMode};
 use crate::metrics::{BackendLabels, Metrics};
 use crate::shutdown::Watcher;
-use crate::state::{SharedState, Snapshot};
+use crate::state::{ListenerState, SharedState, Snapshot};
 use crate::upstream::{UpstreamError, UpstreamPool};
 use client_hello::HelloError;
 use copy::{Counters, End};
@@ -94,19 +94,16 @@ impl L4Error {
     }
 }
 
-/// Serves one connection accepted on the Layer 4 listener at `listener_index`. The tunnel
-/// keeps the snapshot it started with until it ends.
+/// Serves one connection accepted on the Layer 4 `listener`. The tunnel keeps the snapshot
+/// it started with until it ends.
 pub async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
-    listener_index: usize,
+    listener: Arc<ListenerState>,
     state: SharedState,
     shutdown: Watcher,
 ) {
     let snapshot = state.load_full();
-    let Some(listener) = snapshot.listener(listener_index).cloned() else {
-        return;
-    };
     let config = &listener.config;
     // Interactive protocols in the tunnel must not wait for Nagle.
     let _ = stream.set_nodelay(true);

@@ -113,6 +113,22 @@ impl TestCa {
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(config)
     }
+
+    /// The leaf certificate `addr` presents for SNI `name` on a new TLS connection.
+    pub async fn peer_certificate(
+        &self,
+        addr: std::net::SocketAddr,
+        name: &str,
+    ) -> CertificateDer<'static> {
+        let connector = tokio_rustls::TlsConnector::from(self.client_config(&[b"http/1.1"]));
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).expect("name");
+        let tls = connector
+            .connect(server_name, tcp)
+            .await
+            .expect("TLS handshake");
+        tls.get_ref().1.peer_certificates().expect("a certificate")[0].clone()
+    }
 }
 
 impl Default for TestCa {

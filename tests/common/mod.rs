@@ -9,6 +9,7 @@ pub mod certs;
 pub mod client;
 pub mod proxy;
 pub mod raw;
+pub mod reloadable;
 pub mod reply;
 
 use std::future::Future;
@@ -30,6 +31,8 @@ pub use client::{collect, Alpn, Collected, HttpConn, Sni};
 pub use proxy::{Proxy, ProxyHandle};
 #[allow(unused_imports)]
 pub use raw::{raw_request, RawConn, RawError, RawResponse};
+#[allow(unused_imports)]
+pub use reloadable::ReloadableProxy;
 
 /// Polls `condition` every 20 ms until it holds (true) or `timeout` passes (false).
 pub async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> bool

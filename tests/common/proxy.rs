@@ -46,12 +46,21 @@ impl Proxy {
         let server = portico::Server::bind(config)
             .await
             .unwrap_or_else(|e| panic!("proxy failed to bind: {e}"));
-        let addrs = names
+        let handle = ProxyHandle::run(server);
+        for name in names {
+            handle.addr(&name);
+        }
+        handle
+    }
+}
+
+impl ProxyHandle {
+    /// Runs a bound server in a task; panics if a listener reports port 0.
+    pub fn run(server: portico::Server) -> ProxyHandle {
+        let addrs = server
+            .local_addrs()
             .into_iter()
-            .map(|name| {
-                let addr = server
-                    .local_addr(&name)
-                    .unwrap_or_else(|| panic!("no local address for listener {name}"));
+            .map(|(name, addr)| {
                 assert_ne!(addr.port(), 0, "listener {name} reports port 0");
                 (name, addr)
             })
@@ -66,9 +75,7 @@ impl Proxy {
             join: Some(join),
         }
     }
-}
 
-impl ProxyHandle {
     /// The real address of the listener called `name`.
     pub fn addr(&self, name: &str) -> SocketAddr {
         self.addrs

@@ -164,6 +164,11 @@ pub async fn upgrade(
     };
     let hold = conn.shutdown.hold();
     let drain = conn.shutdown.clone();
+    // A reload that removes this route drains the tunnel like a shutdown does.
+    let retired = snapshot
+        .route_retired
+        .get(route_index)
+        .map(|r| r.subscribe());
     tokio::spawn(async move {
         let _hold = hold;
         let _inflight = inflight;
@@ -198,7 +203,7 @@ pub async fn upgrade(
             websocket: ws,
             drain_timeout: ws.drain_timeout.min(snapshot.config.settings.grace_period),
         };
-        let outcome = tunnel::run(client_io, backend_io, settings, drain).await;
+        let outcome = tunnel::run(client_io, backend_io, settings, drain, retired).await;
         session.log(&outcome);
     });
     reply

@@ -12,6 +12,7 @@ use super::frame::{Inspector, GOING_AWAY};
 use super::pump::{Half, Pump};
 use crate::config::model::{MessagePolicy, WebSocket};
 use crate::shutdown::Watcher;
+use tokio::sync::watch;
 
 /// How long a close handshake Portico started may take before the sockets are dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,8 +77,15 @@ pub struct Settings<'a> {
     pub drain_timeout: Duration,
 }
 
-/// Runs the tunnel between `client` and `backend` until it ends.
-pub async fn run<C, B>(client: C, backend: B, settings: Settings<'_>, mut drain: Watcher) -> Outcome
+/// Runs the tunnel between `client` and `backend` until it ends. It drains (see `Settings`)
+/// when `drain` triggers or `retired` turns true (its route was removed by a reload).
+pub async fn run<C, B>(
+    client: C,
+    backend: B,
+    settings: Settings<'_>,
+    mut drain: Watcher,
+    retired: Option<watch::Receiver<bool>>,
+) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -115,6 +123,17 @@ where
     };
     let timer = tokio::time::sleep_until(clock.next_due(&pump).into());
     tokio::pin!(timer);
+    let retirement = async move {
+        let gone = match retired {
+            Some(mut rx) => rx.wait_for(|gone| *gone).await.is_ok(),
+            None => false,
+        };
+        if !gone {
+            // No route watch, or its sender is gone: never retired.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(retirement);
     let end = loop {
         enum Wake {
             Pump(io::Result<bool>),
@@ -126,6 +145,7 @@ where
             r = poll_fn(|cx| pump.poll(cx)) => Wake::Pump(r),
             () = &mut timer => Wake::Timer,
             () = drain.triggered(), if !draining => Wake::Drain,
+            () = &mut retirement, if !draining => Wake::Drain,
         };
         let now = Instant::now();
         match wake {
