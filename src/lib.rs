@@ -24,6 +24,7 @@ pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod tls;
+pub mod upgrade;
 pub mod upstream;
 
 pub use config::model::Config;

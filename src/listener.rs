@@ -36,6 +36,17 @@ pub fn bind(listener: &Listener) -> Result<TcpListener, Error> {
     TcpListener::from_std(socket.into()).map_err(err)
 }
 
+/// Takes over a listening socket handed over by a previous process (binary upgrade).
+pub fn adopt(listener: &Listener, socket: std::net::TcpListener) -> Result<TcpListener, Error> {
+    let err = |source| Error::Bind {
+        listener: listener.name.clone(),
+        addr: listener.bind,
+        source,
+    };
+    socket.set_nonblocking(true).map_err(err)?;
+    TcpListener::from_std(socket).map_err(err)
+}
+
 /// Accepts until the drain starts; each connection runs in its own task holding a permit
 /// of the listener's connection limit and a clone of `alive` (dropped when it ends).
 ///

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use portico::config::{self, Severity};
@@ -26,6 +27,10 @@ struct Cli {
     /// Log level or filter (overrides RUST_LOG), e.g. `debug` or `portico=debug`.
     #[arg(long, global = true)]
     log_level: Option<String>,
+    /// Unix socket for zero-downtime binary upgrades (`run`): a new Portico started with the
+    /// same path takes over the listening sockets of the running one, which then drains.
+    #[arg(long, global = true)]
+    upgrade_socket: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -53,7 +58,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, cli.log_level.as_deref());
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&cli.config),
-        Command::Run => run(&cli.config),
+        Command::Run => run(&cli.config, cli.upgrade_socket),
         Command::Reload { dry_run } => reload(&cli.config, dry_run),
     }
 }
@@ -132,7 +137,7 @@ fn reload(path: &Path, dry_run: bool) -> ExitCode {
     }
 }
 
-fn run(path: &Path) -> ExitCode {
+fn run(path: &Path, upgrade_socket: Option<PathBuf>) -> ExitCode {
     let (config, warnings) = match config::load(path) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -153,8 +158,22 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let inherited = match upgrade_socket.as_deref().map(portico::upgrade::take_over) {
+        None | Some(Ok(None)) => Vec::new(),
+        Some(Ok(Some(sockets))) => {
+            tracing::info!(
+                listeners = sockets.len(),
+                "took over the listening sockets of the running Portico"
+            );
+            sockets
+        }
+        Some(Err(e)) => {
+            eprintln!("portico: upgrade hand-over failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     runtime.block_on(async move {
-        let mut server = match Server::bind(config).await {
+        let mut server = match Server::bind_with(config, inherited).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("{e}");
@@ -163,6 +182,20 @@ fn run(path: &Path) -> ExitCode {
             }
         };
         let reloader = server.enable_reload(path.to_path_buf());
+        if let Some(socket) = upgrade_socket {
+            let (reloader, shutdown) = (Arc::clone(&reloader), server.shutdown_handle());
+            tokio::spawn(async move {
+                let served = portico::upgrade::serve(
+                    &socket,
+                    move || reloader.offered(),
+                    move || shutdown.trigger(),
+                )
+                .await;
+                if let Err(e) = served {
+                    tracing::error!(path = %socket.display(), error = %e, "upgrade socket failed");
+                }
+            });
+        }
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let Ok(mut hangups) = signal(SignalKind::hangup()) else {

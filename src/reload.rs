@@ -8,6 +8,7 @@
 mod diff;
 
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,6 +45,8 @@ pub struct RunningListener {
     pub addr: SocketAddr,
     /// Its own drain signal, a child of the process's.
     pub stop: Shutdown,
+    /// A duplicate of the listening socket, to hand to a new process on upgrade.
+    pub socket: Arc<OwnedFd>,
 }
 
 /// Reloads the configuration file of a running server.
@@ -217,6 +220,13 @@ impl Reloader {
         };
         for (l, tcp) in fresh {
             let addr = listener::local_addr(&tcp, l.bind);
+            let socket = match tcp.as_fd().try_clone_to_owned() {
+                Ok(fd) => Arc::new(fd),
+                Err(e) => {
+                    tracing::error!(listener = %l.name, error = %e, "cannot keep the listening socket");
+                    continue;
+                }
+            };
             tracing::info!(listener = %l.name, %addr, mode = l.mode.name(), "listening (added by reload)");
             let stop = self.shutdown.child();
             tokio::spawn(listener::accept_loop(
@@ -232,8 +242,25 @@ impl Reloader {
                 bind: l.bind,
                 addr,
                 stop,
+                socket,
             });
         }
+    }
+
+    /// The running listeners' sockets, for a binary upgrade.
+    pub fn offered(&self) -> Vec<crate::upgrade::Offered> {
+        self.listeners
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .map(|l| crate::upgrade::Offered {
+                        name: l.name.clone(),
+                        bind: l.bind,
+                        socket: Arc::clone(&l.socket),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Where each running listener accepts, by name.

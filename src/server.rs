@@ -3,6 +3,7 @@
 //! metrics registry lives here, outside any snapshot, so it survives reloads.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::reload::{Reloader, RunningListener};
 use crate::shutdown::Shutdown;
 use crate::state::{SharedState, Snapshot};
+use crate::upgrade::Inherited;
 
 struct Bound {
     name: String,
@@ -31,6 +33,8 @@ struct Bound {
     addr: SocketAddr,
     /// This listener's own drain signal (a child of the server's).
     stop: Shutdown,
+    /// A duplicate of the socket, for reloads' bookkeeping and binary upgrades.
+    socket: Arc<OwnedFd>,
 }
 
 /// A configured, bound, not yet running Portico.
@@ -50,6 +54,12 @@ pub struct Server {
 impl Server {
     /// Builds the runtime state of `config` and binds all its listeners.
     pub async fn bind(config: Config) -> Result<Server, Error> {
+        Server::bind_with(config, Vec::new()).await
+    }
+
+    /// Like `bind`, using the sockets a previous process handed over (binary upgrade) for the
+    /// listeners with the same name and address; the others are bound, unused ones closed.
+    pub async fn bind_with(config: Config, mut inherited: Vec<Inherited>) -> Result<Server, Error> {
         let grace = config.settings.grace_period;
         let metrics = Arc::new(Metrics::new());
         metrics.set_generation(1);
@@ -60,7 +70,23 @@ impl Server {
         let shutdown = Shutdown::new();
         let mut bound = Vec::with_capacity(snapshot.config.listeners.len());
         for l in &snapshot.config.listeners {
-            let tcp = listener::bind(l)?;
+            let taken = inherited
+                .iter()
+                .position(|i| i.name == l.name && i.bind == l.bind)
+                .map(|at| inherited.swap_remove(at));
+            let tcp = match taken {
+                Some(i) => listener::adopt(l, i.socket)?,
+                None => listener::bind(l)?,
+            };
+            let socket = tcp
+                .as_fd()
+                .try_clone_to_owned()
+                .map(Arc::new)
+                .map_err(|source| Error::Bind {
+                    listener: l.name.clone(),
+                    addr: l.bind,
+                    source,
+                })?;
             let addr = listener::local_addr(&tcp, l.bind);
             tracing::info!(
                 listener = %l.name,
@@ -76,6 +102,7 @@ impl Server {
                 tcp,
                 addr,
                 stop: shutdown.child(),
+                socket,
             });
         }
         let admin = match &snapshot.config.admin {
@@ -142,6 +169,7 @@ impl Server {
                 bind: b.bind,
                 addr: b.addr,
                 stop: b.stop.clone(),
+                socket: Arc::clone(&b.socket),
             })
             .collect();
         let reloader = Arc::new(Reloader::new(

@@ -15,7 +15,7 @@ fn level(module: &str) -> Option<u8> {
         "state" | "error" => 3,
         "proxy" | "l4" => 4,
         "conn" | "listener" => 5,
-        "admin" | "reload" => 6,
+        "admin" | "reload" | "upgrade" => 6,
         "server" => 7,
         _ => return None,
     })
