@@ -39,8 +39,10 @@ upstreams:
     )
 }
 
+/// Fifty reloads under constant HTTP/1.1, HTTP/2 and WebSocket traffic: no request fails,
+/// the WebSocket stays open and echoing, and both upstreams took turns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reloads_under_load_drop_no_request() {
+async fn fifty_reloads_under_load_drop_no_request() {
     let a = Backend::http1()
         .fallback(Reply::text(200, "a"))
         .spawn()
@@ -49,16 +51,33 @@ async fn reloads_under_load_drop_no_request() {
         .fallback(Reply::text(200, "b"))
         .spawn()
         .await;
-    let proxy = ReloadableProxy::start(&two_upstreams("a", a.addr, b.addr, "0")).await;
+    let ws_backend = ws_support::WsBackend::spawn(None).await;
+    let config = |to: &str, n: usize| {
+        two_upstreams(to, a.addr, b.addr, &n.to_string())
+            .replace(
+                "routes:\n",
+                "routes:\n  - name: chat\n    match: { path_prefix: /chat }\n    upstream: chat\n    websocket: { enabled: true }\n",
+            )
+            + &format!("  chat:\n    servers: [\"{}\"]\n", ws_backend.addr)
+    };
+    let proxy = ReloadableProxy::start(&config("a", 0)).await;
     let addr = proxy.addr("web");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let failed = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
-    for _ in 0..4 {
-        let (failed, done) = (failed.clone(), done.clone());
+    for h2 in [false, false, true, true] {
+        let (stop, failed, done) = (stop.clone(), failed.clone(), done.clone());
         clients.push(tokio::spawn(async move {
-            let mut conn = HttpConn::h1(addr).await;
-            for _ in 0..150 {
+            let mut conn = if h2 {
+                HttpConn::h2c(addr).await
+            } else {
+                HttpConn::h1(addr).await
+            };
+            for _ in 0..5_000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
                 let resp = conn.get("x.test", "/").await;
                 if resp.status != 200 {
                     failed.fetch_add(1, Ordering::SeqCst);
@@ -67,23 +86,39 @@ async fn reloads_under_load_drop_no_request() {
             }
         }));
     }
-    let mut reloads = 0;
-    while done.load(Ordering::SeqCst) < 600 && reloads < 40 {
-        reloads += 1;
-        let to = if reloads % 2 == 0 { "a" } else { "b" };
-        let outcome = proxy
-            .reload_with(&two_upstreams(to, a.addr, b.addr, &reloads.to_string()))
-            .await;
-        assert!(outcome.ok, "{outcome:?}");
-        tokio::task::yield_now().await;
+    let mut ws = ws_support::connect(addr, None, "/chat").await;
+    for n in 1..=50 {
+        let to = if n % 2 == 0 { "a" } else { "b" };
+        let outcome = proxy.reload_with(&config(to, n)).await;
+        assert!(
+            outcome.ok && outcome.generation == n as u64 + 1,
+            "{outcome:?}"
+        );
+        ws.send(Message::text(format!("m{n}"))).await.unwrap();
+        assert_eq!(
+            ws_support::next(&mut ws).await,
+            Some(Message::text(format!("m{n}")))
+        );
+        // Let the load run a little between reloads.
+        let seen = done.load(Ordering::SeqCst);
+        wait_until(LIMIT, || {
+            let done = done.clone();
+            async move { done.load(Ordering::SeqCst) >= seen + 4 }
+        })
+        .await;
     }
+    stop.store(true, Ordering::SeqCst);
     for c in clients {
         c.await.unwrap();
     }
     assert_eq!(failed.load(Ordering::SeqCst), 0, "failed requests");
-    assert!(reloads >= 2, "the load ended before two reloads");
+    assert!(done.load(Ordering::SeqCst) >= 200);
     assert!(a.request_count() > 0 && b.request_count() > 0);
-    assert_eq!(a.request_count() + b.request_count(), 600);
+    ws.send(Message::text("still here")).await.unwrap();
+    assert_eq!(
+        ws_support::next(&mut ws).await,
+        Some(Message::text("still here"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
