@@ -133,3 +133,21 @@ async fn grace_period_bounds_the_drain() {
         "did not wait for the in-flight request"
     );
 }
+
+/// A request whose bytes were sent before the drain started is answered, not reset: the
+/// connection's first request is read before its graceful close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_sent_just_before_the_drain_is_answered() {
+    for _ in 0..10 {
+        let (_backend, proxy) = setup("5s", Duration::ZERO).await;
+        let mut conn = RawConn::connect(proxy.addr("web")).await;
+        conn.send(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        proxy.trigger_shutdown();
+        let resp = conn.read_response(Duration::from_secs(10), false).await;
+        assert_eq!(
+            resp.map(|r| r.status).ok(),
+            Some(200),
+            "the request sent before the drain was dropped"
+        );
+    }
+}
