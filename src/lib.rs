@@ -13,6 +13,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod l4;
+pub mod lint;
 pub mod listener;
 pub mod metrics;
 pub mod net;

@@ -77,8 +77,9 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match config::load(path) {
-        Ok((_, warnings)) => {
+    match config::load_located(path) {
+        Ok((config, mut warnings, locations)) => {
+            warnings.extend(portico::lint::lint(&config, &locations));
             for w in &warnings {
                 println!("{w}");
             }

@@ -13,7 +13,7 @@ fn level(module: &str) -> Option<u8> {
         "tls" | "upstream" => 2,
         // `error` gathers startup failures of config, TLS and binding, so it sits above them.
         "state" | "error" => 3,
-        "proxy" | "l4" => 4,
+        "proxy" | "l4" | "lint" | "explain" => 4,
         "conn" | "listener" => 5,
         "admin" | "reload" | "upgrade" => 6,
         "server" => 7,

@@ -141,7 +141,9 @@ async fn request_sent_just_before_the_drain_is_answered() {
     for _ in 0..10 {
         let (_backend, proxy) = setup("5s", Duration::ZERO).await;
         let mut conn = RawConn::connect(proxy.addr("web")).await;
-        conn.send(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        conn.send(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         proxy.trigger_shutdown();
         let resp = conn.read_response(Duration::from_secs(10), false).await;
         assert_eq!(

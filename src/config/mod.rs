@@ -15,6 +15,7 @@ mod validate;
 use std::path::Path;
 
 pub use diagnostic::{ConfigError, Diagnostic, Severity};
+pub use locate::Locations;
 pub use model::Config;
 pub use units::{parse_duration, parse_size, UnitError};
 
@@ -34,6 +35,26 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Diagnostic>), ConfigError> {
     Ok((config, warnings))
 }
 
+/// Like `load`, also returning where each key path sits in the file (for `portico check`'s
+/// lints, which report positions like the validator does).
+pub fn load_located(path: &Path) -> Result<(Config, Vec<Diagnostic>, Locations), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base_dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let label = path.display().to_string();
+    let (raw, locations) = locate::parse_yaml(&text, &label).map_err(|d| ConfigError::Invalid {
+        diagnostics: vec![*d],
+    })?;
+    let (mut config, warnings) = validate::validate(raw, &locations, &label, base_dir)?;
+    config.source = path.to_path_buf();
+    Ok((config, warnings, locations))
+}
+
 /// Reads only the `admin:` section of the config file at `path` (for `portico reload`,
 /// which must reach the running process even when the rest of the file is being fixed).
 pub fn load_admin(path: &Path) -> Result<Option<model::Admin>, ConfigError> {
@@ -50,6 +71,20 @@ pub fn load_admin(path: &Path) -> Result<Option<model::Admin>, ConfigError> {
         diagnostics: vec![*d],
     })?;
     validate::admin_only(&raw, &locations, &label, base_dir)
+}
+
+/// Like `parse_str`, also returning where each key path sits (see `load_located`).
+pub fn parse_str_located(
+    text: &str,
+    file_label: &str,
+    base_dir: &Path,
+) -> Result<(Config, Vec<Diagnostic>, Locations), ConfigError> {
+    let (raw, locations) =
+        locate::parse_yaml(text, file_label).map_err(|d| ConfigError::Invalid {
+            diagnostics: vec![*d],
+        })?;
+    let (config, warnings) = validate::validate(raw, &locations, file_label, base_dir)?;
+    Ok((config, warnings, locations))
 }
 
 /// Validates config text. `file_label` names the text in diagnostics (and becomes
