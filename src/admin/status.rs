@@ -162,8 +162,12 @@ fn upstream(pool: &UpstreamPool, metrics: &Metrics) -> Value {
                 "in_flight": metrics.in_flight_count(&labels),
                 "responses": metrics.backend_response_count(&labels),
                 "errors": errors,
-                // Extension point for the balancers: EWMA latency (null until tracked).
-                "ewma_ms": Value::Null,
+                // The balancers' peak-EWMA latency (null before the first response).
+                "ewma_ms": (b.stats.observed() > 0).then(|| {
+                    let decay = pool.config.balancing.decay;
+                    b.stats.cost_at(crate::upstream::balancer::stats::now_nanos(), decay) / 1e6
+                }),
+                "balancer_in_flight": b.stats.inflight(),
                 "ejected": b.health.is_ejected(now),
             })
         })
