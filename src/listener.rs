@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -14,6 +15,9 @@ use crate::config::model::Listener;
 use crate::error::Error;
 use crate::shutdown::Watcher;
 use crate::state::SharedState;
+
+/// Connections taken from the backlog once the drain has started.
+const BACKLOG_DRAIN: usize = 1024;
 
 /// Binds `listener.bind` with SO_REUSEADDR and a deep backlog.
 pub fn bind(listener: &Listener) -> Result<TcpListener, Error> {
@@ -63,23 +67,50 @@ pub async fn accept_loop(
 ) {
     let limit = Arc::new(Semaphore::new(max_connections));
     let mut backoff = Duration::from_millis(5);
+    // Once the drain starts, the connections the kernel already completed (in the backlog)
+    // are still accepted and served, up to this many: their clients may have sent a request
+    // already, and closing the listener would reset them.
+    let mut backlog_left: Option<usize> = None;
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&limit).acquire_owned() => match p {
+        let permit = match backlog_left {
+            Some(_) => match Arc::clone(&limit).try_acquire_owned() {
                 Ok(p) => p,
                 Err(_) => return,
             },
-            _ = shutdown.triggered() => return,
+            None => tokio::select! {
+                p = Arc::clone(&limit).acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = shutdown.triggered() => {
+                    backlog_left = Some(BACKLOG_DRAIN);
+                    continue;
+                }
+            },
         };
-        let accepted = tokio::select! {
-            a = tcp.accept() => a,
-            _ = shutdown.triggered() => return,
+        let accepted = match &mut backlog_left {
+            Some(0) => return,
+            Some(left) => {
+                *left -= 1;
+                match tcp.accept().now_or_never() {
+                    Some(a) => a,
+                    None => return,
+                }
+            }
+            None => tokio::select! {
+                a = tcp.accept() => a,
+                _ = shutdown.triggered() => {
+                    backlog_left = Some(BACKLOG_DRAIN);
+                    continue;
+                }
+            },
         };
         let (stream, peer) = match accepted {
             Ok(pair) => {
                 backoff = Duration::from_millis(5);
                 pair
             }
+            Err(_) if backlog_left.is_some() => return,
             Err(e) => {
                 // Out of descriptors or a transient error: wait instead of spinning.
                 tracing::warn!(listener = %name, error = %e, "accept failed; backing off");

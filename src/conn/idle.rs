@@ -5,7 +5,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -21,6 +21,8 @@ pub struct Activity {
     start: Instant,
     last_ms: Arc<AtomicU64>,
     busy: Arc<AtomicUsize>,
+    /// Whether anything was written back yet (an answer has started).
+    wrote: Arc<AtomicBool>,
 }
 
 impl Activity {
@@ -29,6 +31,28 @@ impl Activity {
             start: Instant::now(),
             last_ms: Arc::new(AtomicU64::new(0)),
             busy: Arc::new(AtomicUsize::new(0)),
+            wrote: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether the connection has written anything back yet.
+    pub fn has_written(&self) -> bool {
+        self.wrote.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once something was written back, or after `limit`. Polls: it only runs on
+    /// the drain path, for connections that had not answered anything when it began.
+    pub async fn first_write(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.has_written() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn wrote(&self) {
+        self.touch();
+        if !self.wrote.load(Ordering::Relaxed) {
+            self.wrote.store(true, Ordering::Relaxed);
         }
     }
 
@@ -161,7 +185,7 @@ impl<IO: AsyncWrite> AsyncWrite for Tracked<IO> {
         let this = self.project();
         let polled = this.inner.poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
+            this.activity.wrote();
         }
         polled
     }
@@ -174,7 +198,7 @@ impl<IO: AsyncWrite> AsyncWrite for Tracked<IO> {
         let this = self.project();
         let polled = this.inner.poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
+            this.activity.wrote();
         }
         polled
     }

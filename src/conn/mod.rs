@@ -26,6 +26,9 @@ use h1guard::H1Guard;
 use idle::{Activity, BusyBody, Tracked};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// How long a connection that has answered nothing yet may take to start answering its first
+/// request once the drain has begun.
+const FIRST_REQUEST_ON_DRAIN: Duration = Duration::from_secs(1);
 
 /// Serves `stream` accepted on `listener` (as the snapshot current at accept time had it).
 pub async fn serve(
@@ -225,8 +228,24 @@ where
     let result = tokio::select! {
         r = conn.as_mut() => r,
         _ = shutdown.triggered() => {
-            conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
+            // Accepted just before the drain and not answered yet: its first request may be
+            // on the wire; let it start being answered before the graceful close, which
+            // would otherwise close the connection under it.
+            let early = if activity.has_written() {
+                None
+            } else {
+                tokio::select! {
+                    r = conn.as_mut() => Some(r),
+                    () = activity.first_write(FIRST_REQUEST_ON_DRAIN) => None,
+                }
+            };
+            match early {
+                Some(r) => r,
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().await
+                }
+            }
         }
         _ = activity.idle_for(limits.idle_timeout) => {
             conn.as_mut().graceful_shutdown();
