@@ -12,6 +12,7 @@ pub mod body;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod explain;
 pub mod l4;
 pub mod lint;
 pub mod listener;

@@ -39,12 +39,37 @@ enum Command {
     Run,
     /// Validate the configuration, print every problem, exit non-zero on errors.
     Check,
+    /// Show which route a request would take and why, and what the backend would receive.
+    Explain {
+        /// The method, e.g. GET.
+        method: String,
+        /// The absolute URL, e.g. https://api.example.com/v1/users?x=1.
+        url: String,
+        /// A request header, `name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The client address the backend would see (default 127.0.0.1).
+        #[arg(long, default_value = "127.0.0.1")]
+        client_ip: std::net::IpAddr,
+        /// The listener the request arrives on (default: by the URL's scheme and port).
+        #[arg(long)]
+        listener: Option<String>,
+        /// Output: text for people, json for tools.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Ask the running Portico (through the admin listener named in the config) to reload.
     Reload {
         /// Validate and show what would change without applying it.
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -60,6 +85,22 @@ fn main() -> ExitCode {
         Command::Check => check(&cli.config),
         Command::Run => run(&cli.config, cli.upgrade_socket),
         Command::Reload { dry_run } => reload(&cli.config, dry_run),
+        Command::Explain {
+            method,
+            url,
+            headers,
+            client_ip,
+            listener,
+            format,
+        } => explain(
+            &cli.config,
+            &method,
+            &url,
+            &headers,
+            client_ip,
+            listener,
+            format,
+        ),
     }
 }
 
@@ -100,6 +141,79 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn explain(
+    path: &Path,
+    method: &str,
+    url: &str,
+    headers: &[String],
+    client: std::net::IpAddr,
+    listener: Option<String>,
+    format: Format,
+) -> ExitCode {
+    let (config, _) = match config::load(path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let question = match explain_question(method, url, headers, client, listener) {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("portico explain: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match portico::explain::explain(&config, &question) {
+        Ok(answer) => {
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&answer).unwrap_or_default()
+                ),
+                Format::Text => print!("{}", portico::explain::render(&answer)),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portico explain: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn explain_question(
+    method: &str,
+    url: &str,
+    headers: &[String],
+    client: std::net::IpAddr,
+    listener: Option<String>,
+) -> Result<portico::explain::Question, String> {
+    let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("invalid method {method:?}"))?;
+    let url: http::Uri = url
+        .parse()
+        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    let mut map = http::HeaderMap::new();
+    for h in headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("header {h:?} is not `name: value`"))?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("invalid header name in {h:?}"))?;
+        let value = http::HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("invalid header value in {h:?}"))?;
+        map.append(name, value);
+    }
+    Ok(portico::explain::Question {
+        method,
+        url,
+        headers: map,
+        client,
+        listener,
+    })
 }
 
 fn reload(path: &Path, dry_run: bool) -> ExitCode {
