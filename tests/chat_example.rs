@@ -9,11 +9,9 @@ mod common;
 mod ws_support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use ws_support::*;
@@ -106,152 +104,30 @@ async fn the_example_refuses_foreign_origins() {
     }
 }
 
-/// A minimal Chrome DevTools Protocol session over the browser's WebSocket endpoint.
-struct Cdp {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    next_id: u64,
-}
-
-impl Cdp {
-    async fn call(
-        &mut self,
-        session: Option<&str>,
-        method: &str,
-        params: serde_json::Value,
-    ) -> serde_json::Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut msg = serde_json::json!({ "id": id, "method": method, "params": params });
-        if let Some(s) = session {
-            msg["sessionId"] = serde_json::Value::from(s);
-        }
-        self.ws.send(Message::text(msg.to_string())).await.unwrap();
-        loop {
-            let reply = tokio::time::timeout(STEP, self.ws.next())
-                .await
-                .expect("CDP reply in time")
-                .expect("CDP socket open")
-                .unwrap();
-            let Message::Text(text) = reply else { continue };
-            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if value["id"] == id {
-                assert!(value.get("error").is_none(), "{method}: {value}");
-                return value["result"].clone();
-            }
-        }
-    }
-}
-
-/// Kills the browser however the test ends.
-struct Browser(std::process::Child);
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn headless_chromium_sees_its_own_message() {
-    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
-        Command::new(c)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) else {
-        eprintln!("SKIPPED headless_chromium_sees_its_own_message: chromium is not installed (.ci/run installs it)");
+    let Some((browser, mut cdp)) = Browser::launch(
+        "headless_chromium_sees_its_own_message",
+        &["--ignore-certificate-errors"],
+    )
+    .await
+    else {
         return;
     };
     let chat = start(false).await;
-    let profile = tempfile::tempdir().unwrap();
-    let mut browser = Browser(
-        Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--ignore-certificate-errors",
-                "--remote-debugging-port=0",
-                "--remote-debugging-address=127.0.0.1",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let endpoint = devtools_endpoint(browser.0.stderr.take().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(endpoint.as_str())
-        .await
-        .unwrap();
-    let mut cdp = Cdp { ws, next_id: 0 };
-
     let url = format!(
         "https://127.0.0.1:{}/?name=chromium&auto=hello",
         chat.proxy.addr("https").port()
     );
-    let target = cdp
-        .call(
-            None,
-            "Target.createTarget",
-            serde_json::json!({ "url": url }),
+    let session = cdp.open(&url).await;
+    let (ok, last) = cdp
+        .poll(
+            &session,
+            "[document.getElementById('status') && document.getElementById('status').textContent, document.getElementById('echoed') && document.getElementById('echoed').textContent]",
+            |v| v[1] == "chromium: hello",
         )
         .await;
-    let attached = cdp
-        .call(
-            None,
-            "Target.attachToTarget",
-            serde_json::json!({ "targetId": target["targetId"], "flatten": true }),
-        )
-        .await;
-    let session = attached["sessionId"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = serde_json::Value::Null;
-    while Instant::now() < deadline {
-        let result = cdp
-            .call(
-                Some(&session),
-                "Runtime.evaluate",
-                serde_json::json!({
-                    "expression": "[document.getElementById('status') && document.getElementById('status').textContent, document.getElementById('echoed') && document.getElementById('echoed').textContent]",
-                    "returnByValue": true
-                }),
-            )
-            .await;
-        last = result["result"]["value"].clone();
-        if last[1] == "chromium: hello" {
-            eprintln!("browser state: {last}");
-            assert_eq!(last[0], "connected");
-            drop(browser);
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let _ = browser.0.kill();
-    panic!("the page never saw its own message; last state {last}");
-}
-
-/// Reads Chromium's stderr until it names its DevTools WebSocket endpoint.
-fn devtools_endpoint(stderr: std::process::ChildStderr) -> String {
-    use std::io::{BufRead, BufReader};
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.split("DevTools listening on ").nth(1) {
-                let _ = tx.send(url.trim().to_owned());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("chromium printed its DevTools endpoint")
+    drop(browser);
+    assert!(ok, "the page never saw its own message; last state {last}");
+    assert_eq!(last[0], "connected", "{last}");
 }

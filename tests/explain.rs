@@ -3,9 +3,9 @@
 //! the upstream and balancer, as text and as JSON.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portico");
+use common::run_portico;
 
 const SAMPLE: &str = r#"listeners:
   - name: web
@@ -33,17 +33,9 @@ fn explain(args: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("portico.yaml");
     std::fs::write(&path, SAMPLE).unwrap();
-    let out = Command::new(BIN)
-        .args(["explain", "-c", path.to_str().unwrap()])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap(), text)
+    let mut all = vec!["explain", "-c", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_portico(&all)
 }
 
 #[test]

@@ -2,25 +2,19 @@
 //! path, told apart from errors, exit code 0 when only warnings remain and 2 on errors.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portico");
+use common::run_portico;
 
 fn check(yaml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("portico.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "-c", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (code, text) = run_portico(&["check", "-c", path.to_str().unwrap()]);
+    (
+        code,
+        text.replace(&path.display().to_string(), "portico.yaml"),
     )
-    .replace(&path.display().to_string(), "portico.yaml");
-    (out.status.code().unwrap(), text)
 }
 
 const SAMPLE: &str = "listeners:

@@ -22,35 +22,15 @@ pub use units::{parse_duration, parse_size, UnitError};
 /// Reads and validates the config file at `path`. Relative certificate, key and CA paths are
 /// resolved against the file's directory. Returns the config and its warnings.
 pub fn load(path: &Path) -> Result<(Config, Vec<Diagnostic>), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let base_dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let (mut config, warnings) = parse_str(&text, &path.display().to_string(), base_dir)?;
-    config.source = path.to_path_buf();
-    Ok((config, warnings))
+    load_located(path).map(|(config, warnings, _)| (config, warnings))
 }
 
 /// Like `load`, also returning where each key path sits in the file (for `portico check`'s
 /// lints, which report positions like the validator does).
 pub fn load_located(path: &Path) -> Result<(Config, Vec<Diagnostic>, Locations), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let base_dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let label = path.display().to_string();
-    let (raw, locations) = locate::parse_yaml(&text, &label).map_err(|d| ConfigError::Invalid {
-        diagnostics: vec![*d],
-    })?;
-    let (mut config, warnings) = validate::validate(raw, &locations, &label, base_dir)?;
+    let (text, base_dir) = read(path)?;
+    let (mut config, warnings, locations) =
+        parse_str_located(&text, &path.display().to_string(), base_dir)?;
     config.source = path.to_path_buf();
     Ok((config, warnings, locations))
 }
@@ -58,6 +38,16 @@ pub fn load_located(path: &Path) -> Result<(Config, Vec<Diagnostic>, Locations),
 /// Reads only the `admin:` section of the config file at `path` (for `portico reload`,
 /// which must reach the running process even when the rest of the file is being fixed).
 pub fn load_admin(path: &Path) -> Result<Option<model::Admin>, ConfigError> {
+    let (text, base_dir) = read(path)?;
+    let label = path.display().to_string();
+    let (raw, locations) = locate::parse_yaml(&text, &label).map_err(|d| ConfigError::Invalid {
+        diagnostics: vec![*d],
+    })?;
+    validate::admin_only(&raw, &locations, &label, base_dir)
+}
+
+/// The file's text and the directory its relative paths resolve against.
+fn read(path: &Path) -> Result<(String, &Path), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -66,11 +56,7 @@ pub fn load_admin(path: &Path) -> Result<Option<model::Admin>, ConfigError> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let label = path.display().to_string();
-    let (raw, locations) = locate::parse_yaml(&text, &label).map_err(|d| ConfigError::Invalid {
-        diagnostics: vec![*d],
-    })?;
-    validate::admin_only(&raw, &locations, &label, base_dir)
+    Ok((text, base_dir))
 }
 
 /// Like `parse_str`, also returning where each key path sits (see `load_located`).
@@ -94,11 +80,7 @@ pub fn parse_str(
     file_label: &str,
     base_dir: &Path,
 ) -> Result<(Config, Vec<Diagnostic>), ConfigError> {
-    let (raw, locations) =
-        locate::parse_yaml(text, file_label).map_err(|d| ConfigError::Invalid {
-            diagnostics: vec![*d],
-        })?;
-    validate::validate(raw, &locations, file_label, base_dir)
+    parse_str_located(text, file_label, base_dir).map(|(config, warnings, _)| (config, warnings))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod backend;
 pub mod body;
+pub mod browser;
 pub mod certs;
 pub mod client;
 pub mod proxy;
@@ -23,6 +24,8 @@ pub use admin::{admin, body, parse_metrics, scrape, value, Sample};
 pub use backend::{Backend, BackendHandle, RecordedRequest, Reply};
 #[allow(unused_imports)]
 pub use body::{empty, full, pattern, Checksum, PatternBody, TestBody};
+#[allow(unused_imports)]
+pub use browser::{Browser, Cdp};
 #[allow(unused_imports)]
 pub use certs::{Leaf, TestCa};
 #[allow(unused_imports)]
@@ -86,4 +89,18 @@ pub fn init_logging() {
 pub fn servers(backends: &[&BackendHandle]) -> String {
     let items: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.addr)).collect();
     format!("[{}]", items.join(", "))
+}
+
+/// Runs the built `portico` binary with `args`; its exit code and stdout+stderr together.
+pub fn run_portico(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(args)
+        .output()
+        .expect("run portico");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
 }
