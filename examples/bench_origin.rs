@@ -23,7 +23,10 @@ const MAX_SIZE: usize = 64 << 20;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port: u16 = std::env::args().nth(1).ok_or("usage: bench_origin PORT")?.parse()?;
+    let port: u16 = std::env::args()
+        .nth(1)
+        .ok_or("usage: bench_origin PORT")?
+        .parse()?;
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     println!("addr {}", listener.local_addr()?);
     // A 1 MiB body is built once and sliced for every `?size=N` up to it.
@@ -44,7 +47,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-async fn handle(mut req: Request<Incoming>, big: Bytes) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    mut req: Request<Incoming>,
+    big: Bytes,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let wants_ws = req
         .headers()
         .get(header::UPGRADE)
@@ -57,7 +63,8 @@ async fn handle(mut req: Request<Incoming>, big: Bytes) -> Result<Response<Full<
         let upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             let Ok(upgraded) = upgrade.await else { return };
-            let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            let mut ws =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
             while let Some(Ok(msg)) = ws.next().await {
                 if (msg.is_binary() || msg.is_text()) && ws.send(msg).await.is_err() {
                     break;
@@ -66,8 +73,14 @@ async fn handle(mut req: Request<Incoming>, big: Bytes) -> Result<Response<Full<
         });
         let mut resp = status(StatusCode::SWITCHING_PROTOCOLS);
         let h = resp.headers_mut();
-        h.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
-        h.insert(header::CONNECTION, header::HeaderValue::from_static("Upgrade"));
+        h.insert(
+            header::UPGRADE,
+            header::HeaderValue::from_static("websocket"),
+        );
+        h.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("Upgrade"),
+        );
         if let Ok(v) = header::HeaderValue::from_str(&accept) {
             h.insert("sec-websocket-accept", v);
         }
@@ -84,8 +97,10 @@ async fn handle(mut req: Request<Incoming>, big: Bytes) -> Result<Response<Full<
         Some(n) => Bytes::from(vec![b'x'; n.min(MAX_SIZE)]),
     };
     let mut resp = Response::new(Full::new(body));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
     Ok(resp)
 }
 
