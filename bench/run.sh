@@ -28,7 +28,7 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"; HAPROXY="$(command -v hapro
 
 # 2. Build Portico and the origin/load tools.
 cargo build --profile "$PROFILE" --bin portico --example bench_origin --example bench_ws ${FEATURES:+--features "$FEATURES"}
-T="${CARGO_TARGET_DIR:-target}/$PROFILE"
+T="${CARGO_TARGET_DIR:-target}/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 PORTICO="$T/portico"; ORIGIN="$T/examples/bench_origin"; WSC="$T/examples/bench_ws"
 
 DIR="${OUT:-$(mktemp -d /tmp/portico-bench.XXXXXX)}"; mkdir -p "$DIR"
@@ -66,8 +66,8 @@ upstreams:
 YAML
 cat > "$DIR/nginx.conf" <<NGINX
 daemon off; master_process off; worker_processes 1; pid $DIR/nginx.pid;
-error_log $DIR/nginx.err warn; worker_rlimit_nofile 40000;
-events { worker_connections 30000; }
+error_log $DIR/nginx.err warn; worker_rlimit_nofile 20000;
+events { worker_connections 19500; }
 http {
   access_log off;
   upstream origin { server 127.0.0.1:$O; keepalive 64; }
@@ -85,7 +85,7 @@ NGINX
 cat > "$DIR/haproxy.cfg" <<HAP
 global
   nbthread 1
-  maxconn 30000
+  maxconn 9500
   ssl-default-bind-options ssl-min-ver TLSv1.3
 defaults
   mode http
@@ -99,7 +99,7 @@ frontend fe
   bind 127.0.0.1:${HTTPS[haproxy]} ssl crt $DIR/haproxy.pem alpn h2,http/1.1
   default_backend origin
 backend origin
-  server s1 127.0.0.1:$O maxconn 64
+  server s1 127.0.0.1:$O pool-max-conn 64
 HAP
 
 # 5. Start everything (proxies on PROXY_CPU, origin and load on LOAD_CPU).
