@@ -267,10 +267,15 @@ fn run(path: &Path, upgrade_socket: Option<PathBuf>) -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // With one CPU to run on (taskset, a one-core container) a work-stealing pool has one
+    // worker anyway; the current-thread runtime then saves its cross-thread wake-ups.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

@@ -181,3 +181,44 @@ fn serves_http_and_https_then_exits_on_sigterm() {
         logs()
     );
 }
+
+/// Pinned to one CPU, Portico runs on a current-thread runtime: it must serve and drain just
+/// the same.
+#[test]
+fn serves_and_drains_when_pinned_to_one_cpu() {
+    if Command::new("taskset").arg("-V").output().is_err() {
+        eprintln!("SKIPPED serves_and_drains_when_pinned_to_one_cpu: no taskset");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let http = unused_addr();
+    let config = dir.path().join("portico.yaml");
+    std::fs::write(
+        &config,
+        format!("listeners:\n  - name: http\n    bind: \"{http}\"\nroutes:\n  - name: up\n    respond: {{ status: 200, body: up }}\nsettings:\n  grace_period: 5s\n"),
+    )
+    .unwrap();
+    let child = Command::new("taskset")
+        .args(["-c", "0", BIN, "-c", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start portico");
+    let mut child = KillOnDrop(child);
+    assert!(
+        wait_until_blocking(Duration::from_secs(30), || answered(http_get(http))),
+        "portico pinned to one CPU did not answer"
+    );
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut status = None;
+    let exited = wait_until_blocking(Duration::from_secs(15), || {
+        status = child.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(exited && status.unwrap().success(), "{status:?}");
+}
