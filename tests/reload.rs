@@ -18,6 +18,19 @@ use tokio_tungstenite::tungstenite::Message;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
+fn assert_applied(outcome: &portico::reload::ReloadOutcome, generation: u64) {
+    assert!(
+        outcome.ok && outcome.generation == generation,
+        "{outcome:?}"
+    );
+}
+
+/// One message through the tunnel and back.
+async fn assert_echoes(ws: &mut ws_support::Client, text: &str) {
+    ws.send(Message::text(text)).await.unwrap();
+    assert_eq!(ws_support::next(ws).await, Some(Message::text(text)));
+}
+
 fn two_upstreams(route_to: &str, a: SocketAddr, b: SocketAddr, note: &str) -> String {
     format!(
         r#"
@@ -90,15 +103,8 @@ async fn fifty_reloads_under_load_drop_no_request() {
     for n in 1..=50 {
         let to = if n % 2 == 0 { "a" } else { "b" };
         let outcome = proxy.reload_with(&config(to, n)).await;
-        assert!(
-            outcome.ok && outcome.generation == n as u64 + 1,
-            "{outcome:?}"
-        );
-        ws.send(Message::text(format!("m{n}"))).await.unwrap();
-        assert_eq!(
-            ws_support::next(&mut ws).await,
-            Some(Message::text(format!("m{n}")))
-        );
+        assert_applied(&outcome, n as u64 + 1);
+        assert_echoes(&mut ws, &format!("m{n}")).await;
         // Let the load run a little between reloads.
         let seen = done.load(Ordering::SeqCst);
         wait_until(LIMIT, || {
@@ -114,11 +120,7 @@ async fn fifty_reloads_under_load_drop_no_request() {
     assert_eq!(failed.load(Ordering::SeqCst), 0, "failed requests");
     assert!(done.load(Ordering::SeqCst) >= 200);
     assert!(a.request_count() > 0 && b.request_count() > 0);
-    ws.send(Message::text("still here")).await.unwrap();
-    assert_eq!(
-        ws_support::next(&mut ws).await,
-        Some(Message::text("still here"))
-    );
+    assert_echoes(&mut ws, "still here").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,15 +279,8 @@ async fn websocket_survives_reloads_and_drains_when_its_route_is_removed() {
     let mut ws = ws_support::connect(proxy.addr("ws"), None, "/chat").await;
     for n in 1..=20 {
         let outcome = proxy.reload_with(&with_note(n)).await;
-        assert!(
-            outcome.ok && outcome.generation == n as u64 + 1,
-            "{outcome:?}"
-        );
-        ws.send(Message::text(format!("m{n}"))).await.unwrap();
-        assert_eq!(
-            ws_support::next(&mut ws).await,
-            Some(Message::text(format!("m{n}")))
-        );
+        assert_applied(&outcome, n as u64 + 1);
+        assert_echoes(&mut ws, &format!("m{n}")).await;
     }
     // Remove the WebSocket route: the tunnel drains and is closed after its deadline.
     let without = with_note(21).replace(
