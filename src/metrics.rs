@@ -176,8 +176,7 @@ impl Metrics {
     /// Counts a request in flight to a backend until the guard drops.
     pub fn backend_in_flight(&self, labels: BackendLabels) -> InFlight {
         let gauge = self.in_flight.get_or_create_owned(&labels);
-        gauge.inc();
-        InFlight { gauge }
+        Active::from_gauge(gauge)
     }
 
     /// Requests in flight to this backend now.
@@ -190,8 +189,7 @@ impl Metrics {
         let labels = ListenerLabels::new(listener);
         self.connections.get_or_create(&labels).inc();
         let gauge = self.connections_active.get_or_create_owned(&labels);
-        gauge.inc();
-        Active { gauge }
+        Active::from_gauge(gauge)
     }
 
     /// Client connections open now on `listener`.
@@ -209,8 +207,7 @@ impl Metrics {
         };
         self.tunnels.get_or_create(&labels).inc();
         let gauge = self.tunnels_active.get_or_create_owned(&labels);
-        gauge.inc();
-        Active { gauge }
+        Active::from_gauge(gauge)
     }
 
     /// Tunnels of `kind` open now on `listener`.
@@ -318,10 +315,18 @@ pub fn status_class(status: u16) -> &'static str {
     }
 }
 
-/// Keeps a gauge incremented while alive (active connections, tunnels).
+/// Keeps a gauge incremented while alive (active connections, tunnels, requests in flight).
 #[derive(Debug)]
 pub struct Active {
     gauge: Gauge,
+}
+
+impl Active {
+    /// Counts one more on `gauge` until the guard drops.
+    pub(crate) fn from_gauge(gauge: Gauge) -> Active {
+        gauge.inc();
+        Active { gauge }
+    }
 }
 
 impl Drop for Active {
@@ -331,16 +336,7 @@ impl Drop for Active {
 }
 
 /// Keeps a backend's in-flight gauge incremented while alive.
-#[derive(Debug)]
-pub struct InFlight {
-    gauge: Gauge,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.gauge.dec();
-    }
-}
+pub type InFlight = Active;
 
 #[cfg(test)]
 mod tests;

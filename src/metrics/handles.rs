@@ -127,8 +127,7 @@ impl BackendMetrics {
     /// Counts a request in flight until the guard drops.
     pub fn in_flight(&self) -> InFlight {
         let gauge = self.in_flight.get().clone();
-        gauge.inc();
-        InFlight { gauge }
+        InFlight::from_gauge(gauge)
     }
 }
 
