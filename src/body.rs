@@ -28,7 +28,8 @@ pub enum BodyError {
 /// that is slow to ask does not use it up.
 pub struct Gap {
     limit: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// Made at the first wait only: a body whose frames are always ready costs no timer.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     waiting: bool,
 }
 
@@ -36,19 +37,22 @@ impl Gap {
     fn new(limit: Duration) -> Gap {
         Gap {
             limit,
-            sleep: Box::pin(tokio::time::sleep(limit)),
+            sleep: None,
             waiting: false,
         }
     }
 
     /// Called when the sender had nothing: true once it has had nothing for `limit`.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = tokio::time::Instant::now() + self.limit;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if !self.waiting {
             self.waiting = true;
-            let deadline = tokio::time::Instant::now() + self.limit;
-            self.sleep.as_mut().reset(deadline);
+            sleep.as_mut().reset(deadline);
         }
-        self.sleep.as_mut().poll(cx).is_ready()
+        sleep.as_mut().poll(cx).is_ready()
     }
 }
 

@@ -228,10 +228,18 @@ impl Plan<'_> {
         // The response timeout runs from the end of the request body, not from its start:
         // a large or slow upload is not a slow backend. The body drops `uploaded` when it
         // ends (an in-memory body at once).
-        let (uploaded, upload_done) = tokio::sync::oneshot::channel::<()>();
-        let req = req.map(|body| body.hold_until_end(Box::new(uploaded)));
+        // A request without a body (most GETs) needs no end-of-upload signal.
+        let (req, upload_done) = if http_body::Body::is_end_stream(req.body()) {
+            (req, None)
+        } else {
+            let (uploaded, upload_done) = tokio::sync::oneshot::channel::<()>();
+            let req = req.map(|body| body.hold_until_end(Box::new(uploaded)));
+            (req, Some(upload_done))
+        };
         let response_timer = async move {
-            let _ = upload_done.await;
+            if let Some(done) = upload_done {
+                let _ = done.await;
+            }
             tokio::time::sleep(limit).await;
         };
         let metrics = self.snapshot.backend_metrics(self.upstream, backend.addr);
