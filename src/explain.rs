@@ -199,8 +199,9 @@ fn backend_request(
     let mut headers = question.headers.clone();
     strip_hop_by_hop(&mut headers, true);
     let settings = &config.settings;
+    let client = crate::proxy::headers::Peer::new(question.client);
     let hop = Hop {
-        peer: question.client,
+        peer: &client,
         trusted: settings
             .trusted_proxies
             .iter()

@@ -74,6 +74,7 @@ pub async fn serve(
             }),
             listener: Arc::clone(&listener),
             peer,
+            client: proxy::headers::Peer::new(peer.ip()),
             shutdown: shutdown.clone(),
         };
         let io = MaybeTls::from(tls_stream);
@@ -87,6 +88,7 @@ pub async fn serve(
     let info = ConnInfo {
         listener: Arc::clone(&listener),
         peer,
+        client: proxy::headers::Peer::new(peer.ip()),
         tls: None,
         shutdown: shutdown.clone(),
     };

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -102,7 +103,7 @@ pub(super) fn build_head(
     strip_hop_by_hop(&mut parts.headers, !h1_only);
     let settings = &snapshot.config.settings;
     let hop = Hop {
-        peer: conn.peer.ip(),
+        peer: &conn.client,
         trusted: settings
             .trusted_proxies
             .iter()
@@ -137,10 +138,13 @@ pub(super) fn build_head(
         parts.headers.remove(header::HOST);
         parts.version = Version::HTTP_2;
     } else {
-        parts.uri = path_and_query
-            .parse()
-            .map_err(|_| "cannot build the upstream request target")?;
-        let host = HeaderValue::from_str(&authority).map_err(|_| "invalid Host")?;
+        // Both take the strings' buffers over instead of copying them.
+        let path_and_query =
+            http::uri::PathAndQuery::from_maybe_shared(Bytes::from(path_and_query))
+                .map_err(|_| "cannot build the upstream request target")?;
+        parts.uri = Uri::from(path_and_query);
+        let host =
+            HeaderValue::from_maybe_shared(Bytes::from(authority)).map_err(|_| "invalid Host")?;
         parts.headers.insert(header::HOST, host);
         join_cookies(&mut parts.headers);
         parts.version = Version::HTTP_11;

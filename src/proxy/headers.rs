@@ -48,8 +48,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
             .get_all(header::TE)
             .iter()
             .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for name in fixed_hop_by_hop() {
-        headers.remove(name);
+    // Most messages carry none of them: one pass over the names present decides whether
+    // the eight hashed removals are needed at all.
+    let fixed = fixed_hop_by_hop();
+    if headers.keys().any(|k| fixed.contains(&k)) {
+        for name in fixed {
+            headers.remove(name);
+        }
     }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -76,20 +81,50 @@ fn connection_named(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     Some(named)
 }
 
+/// The client's address as the forwarding headers carry it, rendered once per connection
+/// instead of once per request.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub ip: IpAddr,
+    /// The X-Forwarded-For element: `192.0.2.7` or `2001:db8::1`.
+    xff: HeaderValue,
+    /// The RFC 7239 node: `192.0.2.7` or `"[2001:db8::1]"` (quoted, bracketed).
+    node: String,
+}
+
+impl Peer {
+    pub fn new(ip: IpAddr) -> Peer {
+        let text = ip.to_string();
+        let node = match ip {
+            IpAddr::V4(_) => text.clone(),
+            IpAddr::V6(_) => format!("\"[{text}]\""),
+        };
+        // An address renders as visible ASCII, so the value is always valid.
+        let xff = HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Peer { ip, xff, node }
+    }
+
+    /// The address without quoting, as X-Forwarded-For lists it.
+    fn node_plain(&self) -> &str {
+        self.xff.to_str().unwrap_or("unknown")
+    }
+}
+
 /// What the forwarding headers describe about the client side of the hop.
 pub struct Hop<'a> {
-    pub peer: IpAddr,
-    /// The peer is in `settings.trusted_proxies`: extend its X-Forwarded-* instead of replacing.
+    pub peer: &'a Peer,
+    /// The peer is a trusted proxy: extend its forwarding headers instead of replacing them.
     pub trusted: bool,
+    /// "http" or "https": how the client reached this proxy.
     pub proto: &'static str,
+    /// The authority the client asked for.
     pub host: Option<&'a str>,
 }
 
 /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded` for the backend.
 pub fn set_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>) {
     if !hop.trusted {
-        // Frameworks also read X-Forwarded-Port/-Prefix/-Ssl and X-Real-IP: from an untrusted
-        // peer none of them may reach the backend.
         let forged: Vec<HeaderName> = headers
             .keys()
             .filter(|n| n.as_str().starts_with("x-forwarded-") || n.as_str() == "x-real-ip")
@@ -99,30 +134,49 @@ pub fn set_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>) {
             headers.remove(&name);
         }
     }
-    let peer = hop.peer.to_string();
-    let xff = if hop.trusted {
-        joined(headers, &X_FORWARDED_FOR).map(|prior| format!("{prior}, {peer}"))
-    } else {
-        None
-    };
-    set(headers, &X_FORWARDED_FOR, xff.as_deref().unwrap_or(&peer));
+    let prior = hop
+        .trusted
+        .then(|| joined(headers, &X_FORWARDED_FOR))
+        .flatten();
+    match prior {
+        Some(prior) => set(
+            headers,
+            &X_FORWARDED_FOR,
+            format!("{prior}, {}", hop.peer.node_plain()),
+        ),
+        None => {
+            headers.insert(X_FORWARDED_FOR.clone(), hop.peer.xff.clone());
+        }
+    }
     if !(hop.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        set(headers, &X_FORWARDED_PROTO, hop.proto);
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(hop.proto),
+        );
     }
     if !(hop.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         match hop.host {
-            Some(h) => set(headers, &X_FORWARDED_HOST, h),
+            Some(h) => set(headers, &X_FORWARDED_HOST, h.to_owned()),
             None => {
                 headers.remove(&X_FORWARDED_HOST);
             }
         }
     }
-    let node = match hop.peer {
-        IpAddr::V4(ip) => ip.to_string(),
-        IpAddr::V6(ip) => format!("\"[{ip}]\""),
-    };
-    let mut element = format!("for={node};proto={}", hop.proto);
+    let prior = hop
+        .trusted
+        .then(|| joined(headers, &header::FORWARDED))
+        .flatten();
+    let mut element = String::with_capacity(64);
+    if let Some(prior) = prior {
+        element.push_str(&prior);
+        element.push_str(", ");
+    }
+    element.push_str("for=");
+    element.push_str(&hop.peer.node);
+    element.push_str(";proto=");
+    element.push_str(hop.proto);
     if let Some(h) = hop.host {
+        // RFC 7239 §4: a value with characters outside `token` must be a quoted-string.
         if h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         {
@@ -134,16 +188,7 @@ pub fn set_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>) {
             element.push('"');
         }
     }
-    let forwarded = if hop.trusted {
-        joined(headers, &header::FORWARDED).map(|prior| format!("{prior}, {element}"))
-    } else {
-        None
-    };
-    set(
-        headers,
-        &header::FORWARDED,
-        forwarded.as_deref().unwrap_or(&element),
-    );
+    set(headers, &header::FORWARDED, element);
 }
 
 /// Appends this proxy to `Via` ("1.1 portico").
@@ -155,12 +200,11 @@ pub fn add_via(headers: &mut HeaderMap, version: Version, pseudonym: &str) {
         Version::HTTP_3 => "3",
         _ => "1.1",
     };
-    let entry = format!("{proto} {pseudonym}");
     let value = match joined(headers, &header::VIA) {
-        Some(prior) => format!("{prior}, {entry}"),
-        None => entry,
+        Some(prior) => format!("{prior}, {proto} {pseudonym}"),
+        None => format!("{proto} {pseudonym}"),
     };
-    set(headers, &header::VIA, &value);
+    set(headers, &header::VIA, value);
 }
 
 /// All values of a field joined by ", " (None when absent or not visible ASCII).
@@ -196,8 +240,9 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    match HeaderValue::from_str(value) {
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: String) {
+    // Taking the string's buffer over saves the copy `HeaderValue::from_str` makes.
+    match HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         Ok(v) => {
             headers.insert(name.clone(), v);
         }

@@ -28,6 +28,8 @@ pub use log::LoggedBody;
 pub struct ConnInfo {
     pub listener: Arc<ListenerState>,
     pub peer: SocketAddr,
+    /// The peer's address as the forwarding headers carry it.
+    pub client: headers::Peer,
     /// Set on TLS connections.
     pub tls: Option<TlsInfo>,
     /// The drain signal, for work that outlives the request (WebSocket tunnels).

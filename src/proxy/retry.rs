@@ -193,7 +193,7 @@ impl Plan<'_> {
     ) -> Outcome {
         let pool = self.pool;
         let inflight = backend.stats.start();
-        let _pending = Held::pending(vec![Arc::clone(&pool.load), Arc::clone(&backend.load)]);
+        let _pending = Held::pending(Arc::clone(&pool.load), Some(Arc::clone(&backend.load)));
         let acquired = match tokio::time::timeout(limit, pool.acquire(backend)).await {
             Ok(Ok(a)) => a,
             Ok(Err(err)) => {

@@ -61,43 +61,47 @@ pub fn connection_refused(
     None
 }
 
-/// Holds one unit of a counter in several `Load`s; gives it back on drop.
+/// Holds one unit of a counter in one or two `Load`s (upstream and backend); gives it back on
+/// drop. A fixed pair, not a `Vec`: this is made for every request.
 pub struct Held {
-    loads: Vec<Arc<Load>>,
+    loads: [Option<Arc<Load>>; 2],
     pending: bool,
 }
 
 impl Held {
-    pub fn pending(loads: Vec<Arc<Load>>) -> Held {
-        for l in &loads {
-            l.pending.fetch_add(1, Ordering::Relaxed);
-        }
-        Held {
-            loads,
-            pending: true,
-        }
+    pub fn pending(first: Arc<Load>, second: Option<Arc<Load>>) -> Held {
+        Held::take([Some(first), second], true)
     }
 
-    pub fn connection(loads: Vec<Arc<Load>>) -> Held {
-        for l in &loads {
-            l.connections.fetch_add(1, Ordering::Relaxed);
+    pub fn connection(first: Arc<Load>, second: Option<Arc<Load>>) -> Held {
+        Held::take([Some(first), second], false)
+    }
+
+    fn take(loads: [Option<Arc<Load>>; 2], pending: bool) -> Held {
+        let held = Held { loads, pending };
+        for l in held.loads() {
+            held.counter(l).fetch_add(1, Ordering::Relaxed);
         }
-        Held {
-            loads,
-            pending: false,
+        held
+    }
+
+    fn loads(&self) -> impl Iterator<Item = &Arc<Load>> {
+        self.loads.iter().flatten()
+    }
+
+    fn counter<'l>(&self, load: &'l Load) -> &'l AtomicUsize {
+        if self.pending {
+            &load.pending
+        } else {
+            &load.connections
         }
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        for l in &self.loads {
-            let counter = if self.pending {
-                &l.pending
-            } else {
-                &l.connections
-            };
-            counter.fetch_sub(1, Ordering::Relaxed);
+        for l in self.loads() {
+            self.counter(l).fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -200,12 +204,12 @@ mod tests {
             max_connections_per_backend: Some(1),
             ..UpstreamLimits::default()
         };
-        let p = Held::pending(vec![a.clone(), b.clone()]);
+        let p = Held::pending(a.clone(), Some(b.clone()));
         assert_eq!(
             over_limit(&limits, &a),
             Some("upstream max_pending reached")
         );
-        let c = Held::connection(vec![a.clone(), b.clone()]);
+        let c = Held::connection(a.clone(), Some(b.clone()));
         assert!(connection_refused(&limits, &a, &b).is_some());
         drop((p, c));
         assert_eq!(over_limit(&limits, &a), None);

@@ -303,10 +303,10 @@ impl UpstreamPool {
         if let Some(reason) = connection_refused(limits, &self.load, &backend.load) {
             return Err(UpstreamError::Overloaded(reason));
         }
-        Ok(Held::connection(vec![
+        Ok(Held::connection(
             Arc::clone(&self.load),
-            Arc::clone(&backend.load),
-        ]))
+            Some(Arc::clone(&backend.load)),
+        ))
     }
 
     async fn connect_h1(&self, backend: &Backend) -> Result<H1Sender, UpstreamError> {

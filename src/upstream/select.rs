@@ -215,7 +215,7 @@ mod tests {
         let config = valid(yaml).0.upstreams.remove(0);
         let p = UpstreamPool::new(config, None);
         let b = p.pick().unwrap();
-        let held = crate::upstream::limits::Held::pending(vec![Arc::clone(&b.load)]);
+        let held = crate::upstream::limits::Held::pending(Arc::clone(&b.load), None);
         assert!(matches!(p.pick(), Err(UpstreamError::Overloaded(_))));
         drop(held);
         assert!(p.pick().is_ok());

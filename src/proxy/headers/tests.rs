@@ -17,7 +17,7 @@ fn map(pairs: &[(&str, &str)]) -> HeaderMap {
 
 fn hop(trusted: bool) -> Hop<'static> {
     Hop {
-        peer: "192.0.2.7".parse().unwrap(),
+        peer: Box::leak(Box::new(Peer::new("192.0.2.7".parse().unwrap()))),
         trusted,
         proto: "https",
         host: Some("api.example.com"),
@@ -130,8 +130,9 @@ fn trusted_peer_is_extended() {
 #[test]
 fn ipv6_peer_is_quoted_in_forwarded() {
     let mut h = HeaderMap::new();
+    let peer = Peer::new("::1".parse().unwrap());
     let v6 = Hop {
-        peer: "::1".parse().unwrap(),
+        peer: &peer,
         trusted: false,
         proto: "http",
         host: None,
