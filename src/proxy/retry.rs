@@ -21,6 +21,7 @@ use crate::config::model::Route;
 use crate::state::Snapshot;
 use crate::upstream::balancer::InflightGuard;
 use crate::upstream::limits::Held;
+use crate::upstream::pool::Returning;
 use crate::upstream::{Backend, Picked, RequestInfo, UpstreamError, UpstreamPool};
 
 /// One request's way to the upstream.
@@ -52,8 +53,9 @@ enum Payload {
 
 /// How one try ended.
 enum Outcome {
-    /// The response head, and the in-flight count held until its body ends.
-    Answer(Response<Incoming>, InflightGuard),
+    /// The response head, and what is held until its body ends: the in-flight count and
+    /// the connection's way back to the pool.
+    Answer(Response<Incoming>, InflightGuard, Option<Returning>),
     /// Failed; `retry` says whether another backend may get the request.
     Failed { err: UpstreamError, retry: bool },
 }
@@ -143,7 +145,7 @@ impl Plan<'_> {
                 .await;
             let more = tries <= policy.attempts && deadline.is_none_or(|d| Instant::now() < d);
             match outcome {
-                Outcome::Answer(response, inflight) => {
+                Outcome::Answer(response, inflight, returning) => {
                     let status = response.status().as_u16();
                     let again = more
                         && retryable_method
@@ -154,7 +156,7 @@ impl Plan<'_> {
                         inflight.observe(self.pool.config.balancing.decay);
                         let read_timeout = self.pool.config.timeouts.response;
                         let mut response = relay(response, via, read_timeout)
-                            .map(|body| body.hold_until_end(Box::new(inflight)));
+                            .map(|body| body.hold_until_end(Box::new((inflight, returning))));
                         if let Some(cookie) = set_cookie {
                             response
                                 .headers_mut()
@@ -258,7 +260,7 @@ impl Plan<'_> {
                     !status.is_server_error(),
                     status.as_str(),
                 );
-                Outcome::Answer(sent.response, inflight)
+                Outcome::Answer(sent.response, inflight, sent.returning)
             }
             Ok(Err(err)) => {
                 let client_fault = client_body_error(&err).is_some();

@@ -3,6 +3,7 @@
 
 mod backend;
 pub mod balancer;
+mod checkin;
 pub mod dns;
 pub mod health;
 pub mod limits;

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::balancer::sticky::Sealer;
+pub use super::checkin::Returning;
 use super::limits::{connection_refused, Held, Load, RetryBudget};
 use super::UpstreamError;
 use crate::body::ProxyBody;
@@ -62,6 +63,9 @@ pub struct Acquired {
 pub struct Sent {
     pub response: Response<Incoming>,
     pub reused: bool,
+    /// An HTTP/1.1 connection goes back to the pool when this drops: keep it until the
+    /// response body has been read.
+    pub returning: Option<Returning>,
 }
 
 impl UpstreamPool {
@@ -258,15 +262,27 @@ impl UpstreamPool {
                 let result = sender.send_request(req).await;
                 let response =
                     result.map_err(|source| UpstreamError::Request { source, reused })?;
-                self.return_h1_when_ready(backend, sender);
-                Ok(Sent { response, reused })
+                let returning = Returning::new(
+                    sender,
+                    Arc::clone(backend),
+                    self.config.max_idle_per_backend,
+                );
+                Ok(Sent {
+                    response,
+                    reused,
+                    returning: Some(returning),
+                })
             }
             Conn::H2(mut sender) => {
                 let response = sender
                     .send_request(req)
                     .await
                     .map_err(|source| UpstreamError::Request { source, reused })?;
-                Ok(Sent { response, reused })
+                Ok(Sent {
+                    response,
+                    reused,
+                    returning: None,
+                })
             }
         }
     }
@@ -282,22 +298,6 @@ impl UpstreamPool {
         None
     }
 
-    /// Puts the connection back once the response body has been read to the end.
-    fn return_h1_when_ready(&self, backend: &Arc<Backend>, mut sender: H1Sender) {
-        let backend = Arc::clone(backend);
-        let max_idle = self.config.max_idle_per_backend;
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                if let Ok(mut idle) = backend.idle.lock() {
-                    if idle.len() < max_idle {
-                        idle.push((sender, Instant::now()));
-                    }
-                }
-            }
-        });
-    }
-
-    /// Counts a new connection against the limits, or refuses it.
     fn hold_connection(&self, backend: &Backend) -> Result<Held, UpstreamError> {
         let limits = &self.config.resilience.limits;
         if let Some(reason) = connection_refused(limits, &self.load, &backend.load) {
