@@ -86,8 +86,10 @@ pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>
                     } else {
                         let tunnel = websocket.filter(|_| route.websocket.enabled);
                         match &route.action {
+                            // Boxed: a tunnel's setup future is large and rare; inline it
+                            // would enlarge every request's future.
                             Action::Proxy { upstream } if tunnel.is_some() => {
-                                websocket::upgrade(
+                                Box::pin(websocket::upgrade(
                                     &snapshot,
                                     conn,
                                     index,
@@ -96,7 +98,7 @@ pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>
                                     target,
                                     tunnel.unwrap_or(websocket::Kind::Upgrade),
                                     &mut record,
-                                )
+                                ))
                                 .await
                             }
                             // Only a proxied route can carry a tunnel; answering a CONNECT

@@ -193,14 +193,35 @@ fn build_server_config(
     provider: Arc<CryptoProvider>,
     sni: SniIndex,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(server_suites_first(provider))
         .with_protocol_versions(&[&TLS13, &TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(sni));
     config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
     // Stateless tickets let resumption work across the per-process session cache limit.
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    // Our suite order, not the client's: AES-128-GCM-SHA256 first, as Go's crypto/tls (and
+    // so Caddy) prefers on CPUs with AES and SHA instructions. OpenSSL clients list
+    // AES-256-GCM-SHA384 first, whose SHA-384 key schedule made a full handshake cost ~10%
+    // more CPU here (docs/performance.md).
+    config.ignore_client_order = true;
+    // One ticket per handshake, as Go sends: rustls' default of two spends a second
+    // ticket's key derivation and record on every full handshake.
+    config.send_tls13_tickets = 1;
     Ok(Arc::new(config))
+}
+
+/// The provider's suites in the server's order of preference: AES-128-GCM, ChaCha20, then
+/// AES-256-GCM (all AEADs; TLS 1.2 suites keep their order after them).
+fn server_suites_first(provider: Arc<CryptoProvider>) -> Arc<CryptoProvider> {
+    let mut p = (*provider).clone();
+    p.cipher_suites.sort_by_key(|s| match s.suite() {
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
+        rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => 1,
+        rustls::CipherSuite::TLS13_AES_256_GCM_SHA384 => 2,
+        _ => 3,
+    });
+    Arc::new(p)
 }
 
 #[cfg(test)]
@@ -308,6 +329,45 @@ mod tests {
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         );
         assert!(built.config.ticketer.enabled());
+    }
+
+    #[tokio::test]
+    async fn server_suite_order_wins_but_a_client_gets_a_suite_it_offers() {
+        use rustls::CipherSuite as S;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca("suite ca");
+        let pair = write_leaf(dir.path(), "site", &ca, &["site.test"]);
+        let built = server_tls_in(&listener_tls(vec![pair], &[]), "web", dir.path()).unwrap();
+        let roots = [ca.der.clone()];
+        // rustls' own client, like OpenSSL's, lists AES-256-GCM-SHA384 first.
+        let cfg = client(&roots, &TLS13, &[]);
+        assert_eq!(
+            cfg.crypto_provider().cipher_suites[0].suite(),
+            S::TLS13_AES_256_GCM_SHA384
+        );
+        let out = handshake(built.config.clone(), Arc::new(cfg), "site.test")
+            .await
+            .unwrap();
+        assert_eq!(out.suite, S::TLS13_AES_128_GCM_SHA256);
+        assert_eq!(built.config.send_tls13_tickets, 1);
+
+        let mut only_256 = (*crypto_provider()).clone();
+        only_256
+            .cipher_suites
+            .retain(|s| s.suite() == S::TLS13_AES_256_GCM_SHA384);
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(only_256))
+            .with_protocol_versions(&[&TLS13])
+            .unwrap()
+            .with_root_certificates({
+                let mut store = rustls::RootCertStore::empty();
+                store.add(ca.der.clone()).unwrap();
+                store
+            })
+            .with_no_client_auth();
+        let out = handshake(built.config.clone(), Arc::new(cfg), "site.test")
+            .await
+            .unwrap();
+        assert_eq!(out.suite, S::TLS13_AES_256_GCM_SHA384);
     }
 
     #[tokio::test]

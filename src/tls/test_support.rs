@@ -110,6 +110,7 @@ pub struct Outcome {
     pub server_cert: CertificateDer<'static>,
     pub server_saw_client_cert: bool,
     pub resumed: bool,
+    pub suite: rustls::CipherSuite,
 }
 
 /// One real handshake over loopback TCP; the server writes "ok" and closes.
@@ -144,6 +145,7 @@ pub async fn handshake(
             server_cert: conn.peer_certificates().unwrap()[0].clone(),
             server_saw_client_cert: false,
             resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+            suite: conn.negotiated_cipher_suite().unwrap().suite(),
         })
     }
     .await;

@@ -220,8 +220,10 @@ impl UpstreamPool {
                     conn: Conn::H1(s),
                     reused: true,
                 }),
+                // Boxed: connecting (TCP, TLS, handshake) is the cold path, and inline its
+                // state would make every request's future kilobytes larger to move around.
                 None => Ok(Acquired {
-                    conn: Conn::H1(self.connect_h1(backend).await?),
+                    conn: Conn::H1(Box::pin(self.connect_h1(backend)).await?),
                     reused: false,
                 }),
             },
@@ -234,7 +236,7 @@ impl UpstreamPool {
                 let (sender, reused) = match existing {
                     Some(s) => (s, true),
                     None => {
-                        let s = self.connect_h2(backend).await?;
+                        let s = Box::pin(self.connect_h2(backend)).await?;
                         if let Ok(mut slot) = backend.shared_h2.lock() {
                             *slot = Some(s.clone());
                         }
