@@ -218,25 +218,29 @@ impl Plan<'_> {
             }
         };
         let replayable = matches!(payload, Payload::Replay(_));
-        let req = match self.build(backend, head, payload, record) {
-            Ok(r) => r,
-            Err(reason) => {
-                return Outcome::Failed {
-                    err: UpstreamError::Invalid(reason),
-                    retry: false,
+        // The request and the end-of-upload signal live in this block only, so the future's
+        // state does not keep a slot for them across the wait (it is moved often).
+        let (send, upload_done) = {
+            let req = match self.build(backend, head, payload, record) {
+                Ok(r) => r,
+                Err(reason) => {
+                    return Outcome::Failed {
+                        err: UpstreamError::Invalid(reason),
+                        retry: false,
+                    }
                 }
+            };
+            // The response timeout runs from the end of the request body, not from its
+            // start: a large or slow upload is not a slow backend. The body drops `uploaded`
+            // when it ends (an in-memory body at once). A request without a body (most
+            // GETs) needs no end-of-upload signal.
+            if http_body::Body::is_end_stream(req.body()) {
+                (pool.send_on(backend, acquired, req), None)
+            } else {
+                let (uploaded, upload_done) = tokio::sync::oneshot::channel::<()>();
+                let req = req.map(|body| body.hold_until_end(Box::new(uploaded)));
+                (pool.send_on(backend, acquired, req), Some(upload_done))
             }
-        };
-        // The response timeout runs from the end of the request body, not from its start:
-        // a large or slow upload is not a slow backend. The body drops `uploaded` when it
-        // ends (an in-memory body at once).
-        // A request without a body (most GETs) needs no end-of-upload signal.
-        let (req, upload_done) = if http_body::Body::is_end_stream(req.body()) {
-            (req, None)
-        } else {
-            let (uploaded, upload_done) = tokio::sync::oneshot::channel::<()>();
-            let req = req.map(|body| body.hold_until_end(Box::new(uploaded)));
-            (req, Some(upload_done))
         };
         let response_timer = async move {
             if let Some(done) = upload_done {
@@ -244,12 +248,12 @@ impl Plan<'_> {
             }
             tokio::time::sleep(limit).await;
         };
-        let metrics = self.snapshot.backend_metrics(self.upstream, backend.addr);
         let sent_at = Instant::now();
         let answer = tokio::select! {
-            sent = pool.send_on(backend, acquired, req) => Ok(sent),
+            sent = send => Ok(sent),
             () = response_timer => Err(()),
         };
+        let metrics = self.snapshot.backend_metrics(self.upstream, backend.addr);
         match answer {
             Ok(Ok(sent)) => {
                 metrics.response(sent_at.elapsed());
