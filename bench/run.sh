@@ -2,13 +2,13 @@
 # Side-by-side benchmark: Portico vs nginx vs HAProxy (and a direct no-proxy baseline) on
 # 127.0.0.1, scenarios a-g of issue 6. See bench/README.md.
 # Env: ROUNDS (3), DURATION seconds per window (8), SCENARIOS (abcdefg), TARGETS
-# (direct portico nginx haproxy), G_CONNS idle WebSockets for g (9000), PROFILE (release-fast),
+# (direct portico nginx haproxy), G_CONNS idle WebSockets for g (9000), PROFILE (release),
 # NO_INSTALL=1 to skip apt-get, OUT (results directory, default a temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-8}"; SCENARIOS="${SCENARIOS:-abcdefg}"
 TARGETS="${TARGETS:-direct portico nginx haproxy}"; G_CONNS="${G_CONNS:-9000}"
-PROFILE="${PROFILE:-release-fast}"
+PROFILE="${PROFILE:-release}"
 PROXY_CPU="${PROXY_CPU:-0}"; LOAD_CPU="${LOAD_CPU:-1}"
 
 # 1. Tools, from Debian's packages.
@@ -69,8 +69,8 @@ daemon off; master_process off; worker_processes 1; pid $DIR/nginx.pid;
 error_log $DIR/nginx.err warn; worker_rlimit_nofile 20000;
 events { worker_connections 19500; }
 http {
-  access_log off;
-  upstream origin { server 127.0.0.1:$O; keepalive 64; }
+  access_log off; keepalive_requests 1000000;
+  upstream origin { server 127.0.0.1:$O; keepalive 64; keepalive_requests 1000000; }
   map \$http_upgrade \$conn_upgrade { default upgrade; '' ''; }
   server {
     listen 127.0.0.1:${HTTP[nginx]}; listen 127.0.0.1:${HTTPS[nginx]} ssl http2;
