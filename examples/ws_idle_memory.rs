@@ -3,7 +3,7 @@
 //! of it (plain listener on 127.0.0.1:0), opens N WebSockets through them that then stay silent,
 //! and reports how much the proxies' resident memory grew per tunnel. Each process stays under
 //! the descriptor limit (a proxy needs two per tunnel), so 10,000 tunnels may be spread over
-//! two proxies. Run it through `scripts/ws-idle-memory.sh`, which builds both binaries.
+//! two proxies. Run it through `bench/ws-idle-memory.sh`, which builds both binaries.
 //!
 //! Usage: ws_idle_memory PORTICO_BINARY [TUNNELS] [TUNNELS_PER_PROXY]
 //!        ws_idle_memory backend

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures Portico's resident memory per idle WebSocket tunnel (loopback only, bounded):
 # builds the proxy and the load tool, raises the descriptor limit, opens N idle tunnels.
-# Usage: scripts/ws-idle-memory.sh [TUNNELS]   (default 10000; the figure goes in
+# Usage: bench/ws-idle-memory.sh [TUNNELS]   (default 10000; the figure goes in
 # docs/performance.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
