@@ -112,7 +112,12 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
         Some(l) => EnvFilter::new(l),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        // rustls warns once per connection about what a client sent (an IP address as SNI,
+        // as wrk and scanners send): any client could flood the log. Handshake failures are
+        // counted in metrics and logged at debug by Portico itself, as nginx logs
+        // client-caused TLS errors at `info`. An explicit level or RUST_LOG is used as given.
+        None => EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,rustls=error")),
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {

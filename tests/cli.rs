@@ -101,6 +101,29 @@ fn https_get(addr: SocketAddr, ca: &TestCa) -> Option<String> {
     Some(String::from_utf8_lossy(&answer).into_owned())
 }
 
+/// Sends a ClientHello whose SNI is the IP literal `127.0.0.1` (RFC 6066 forbids it; wrk and
+/// some scanners send it anyway) and reads what comes back. rustls' client never sends one,
+/// so its hello for a name of the same length is patched.
+fn ip_sni_hello(addr: SocketAddr, ca: &TestCa) {
+    let config: Arc<rustls::ClientConfig> = ca.client_config(&[b"http/1.1"]);
+    let name = ServerName::try_from("abcdefg.h").unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    let at = hello
+        .windows(9)
+        .position(|w| w == b"abcdefg.h")
+        .expect("SNI in the hello");
+    hello[at..at + 9].copy_from_slice(b"127.0.0.1");
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    tcp.write_all(&hello).unwrap();
+    let mut answer = [0u8; 256];
+    let n = tcp.read(&mut answer).unwrap_or(0);
+    // The server goes on with the handshake (the name is ignored): a ServerHello record.
+    assert!(n > 0 && answer[0] == 0x16, "no ServerHello for an IP SNI");
+}
+
 fn answered(answer: Option<String>) -> bool {
     answer.is_some_and(|a| a.starts_with("HTTP/1.1 200") && a.ends_with("up"))
 }
@@ -159,6 +182,18 @@ fn serves_http_and_https_then_exits_on_sigterm() {
     assert!(
         up,
         "portico did not answer on both ports within 30s:\n{}",
+        logs()
+    );
+
+    // A client-chosen oddity in a handshake must not write a log line per connection
+    // (rustls warns for each one; a flood of them would be a cheap way to fill a disk).
+    for _ in 0..3 {
+        ip_sni_hello(https, &ca);
+    }
+    assert!(answered(https_get(https, &ca)));
+    assert!(
+        !logs().contains("Illegal SNI"),
+        "a log line per IP-SNI handshake:\n{}",
         logs()
     );
 
