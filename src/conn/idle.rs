@@ -19,25 +19,32 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 #[derive(Clone)]
 pub struct Activity {
     start: Instant,
-    last_ms: Arc<AtomicU64>,
-    busy: Arc<AtomicUsize>,
+    /// One allocation per connection for the three counters.
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    last_ms: AtomicU64,
+    busy: AtomicUsize,
     /// Whether anything was written back yet (an answer has started).
-    wrote: Arc<AtomicBool>,
+    wrote: AtomicBool,
 }
 
 impl Activity {
     pub fn new() -> Self {
         Self {
             start: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-            busy: Arc::new(AtomicUsize::new(0)),
-            wrote: Arc::new(AtomicBool::new(false)),
+            shared: Arc::new(Shared {
+                last_ms: AtomicU64::new(0),
+                busy: AtomicUsize::new(0),
+                wrote: AtomicBool::new(false),
+            }),
         }
     }
 
     /// Whether the connection has written anything back yet.
     pub fn has_written(&self) -> bool {
-        self.wrote.load(Ordering::Relaxed)
+        self.shared.wrote.load(Ordering::Relaxed)
     }
 
     /// Resolves once something was written back, or after `limit`. Polls: it only runs on
@@ -51,20 +58,20 @@ impl Activity {
 
     fn wrote(&self) {
         self.touch();
-        if !self.wrote.load(Ordering::Relaxed) {
-            self.wrote.store(true, Ordering::Relaxed);
+        if !self.shared.wrote.load(Ordering::Relaxed) {
+            self.shared.wrote.store(true, Ordering::Relaxed);
         }
     }
 
     /// Marks activity now.
     pub fn touch(&self) {
         let ms = self.start.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.shared.last_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Keeps the connection from going idle until the returned guard is dropped.
     pub fn busy(&self) -> Busy {
-        self.busy.fetch_add(1, Ordering::Relaxed);
+        self.shared.busy.fetch_add(1, Ordering::Relaxed);
         self.touch();
         Busy(self.clone())
     }
@@ -72,11 +79,12 @@ impl Activity {
     /// Resolves once nothing held the connection busy and no byte moved for `limit`.
     pub async fn idle_for(&self, limit: Duration) {
         loop {
-            if self.busy.load(Ordering::Relaxed) > 0 {
+            if self.shared.busy.load(Ordering::Relaxed) > 0 {
                 tokio::time::sleep(limit).await;
                 continue;
             }
-            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let last =
+                self.start + Duration::from_millis(self.shared.last_ms.load(Ordering::Relaxed));
             let due = last + limit;
             if Instant::now() >= due {
                 return;
@@ -92,7 +100,7 @@ pub struct Busy(Activity);
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.touch();
-        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.shared.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -38,9 +38,9 @@ pub async fn serve(
     state: SharedState,
     shutdown: Watcher,
 ) {
-    let metrics = Arc::clone(&state.load().metrics);
     let name = listener.config.name.as_str();
-    let _active = metrics.connection(name);
+    // Handles resolved once per listener: no label strings or lookups per connection.
+    let _active = listener.metrics.connection();
     let _ = stream.set_nodelay(true);
     if let Some(tls) = &listener.tls {
         let limit = listener
@@ -50,16 +50,17 @@ pub async fn serve(
             .map_or(Duration::from_secs(10), |t| t.handshake_timeout);
         let tls_stream = match tokio::time::timeout(limit, tls.acceptor.accept(stream)).await {
             Ok(Ok(s)) => {
-                metrics.tls_handshake(name, Ok(()));
+                listener.metrics.tls_handshake();
                 s
             }
             Ok(Err(e)) => {
+                let metrics = &state.load().metrics;
                 metrics.tls_handshake(name, Err(handshake_failure(&e)));
                 tracing::debug!(%peer, listener = %listener.config.name, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
-                metrics.tls_handshake(name, Err("timeout"));
+                state.load().metrics.tls_handshake(name, Err("timeout"));
                 tracing::debug!(%peer, listener = %listener.config.name, "TLS handshake timed out");
                 return;
             }

@@ -10,8 +10,8 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
-use super::labels::{BackendLabels, BytesLabels, RequestLabels, RouteLabels};
-use super::{status_class, InFlight, Metrics, CLASSES};
+use super::labels::{BackendLabels, BytesLabels, ListenerLabels, RequestLabels, RouteLabels};
+use super::{status_class, Active, InFlight, Metrics, CLASSES};
 
 /// One series of a family, looked up on first use and then held.
 struct Lazy<L, M, C = fn() -> M> {
@@ -79,14 +79,28 @@ impl RouteMetrics {
     }
 }
 
-/// Payload bytes of one listener.
+/// Connections, TLS handshakes and payload bytes of one listener.
 #[derive(Debug)]
 pub struct ListenerMetrics {
     bytes_in: Lazy<BytesLabels, Counter>,
     bytes_out: Lazy<BytesLabels, Counter>,
+    connections: Lazy<ListenerLabels, Counter>,
+    connections_active: Lazy<ListenerLabels, Gauge>,
+    tls_handshakes: Lazy<ListenerLabels, Counter>,
 }
 
 impl ListenerMetrics {
+    /// A client connection accepted; the guard keeps it counted as active.
+    pub fn connection(&self) -> Active {
+        self.connections.get().inc();
+        Active::from_gauge(self.connections_active.get().clone())
+    }
+
+    /// A completed TLS handshake (failures are rarer and counted by reason on `Metrics`).
+    pub fn tls_handshake(&self) {
+        self.tls_handshakes.get().inc();
+    }
+
     pub fn bytes(&self, bytes_in: u64, bytes_out: u64) {
         if bytes_in > 0 {
             self.bytes_in.get().inc_by(bytes_in);
@@ -148,9 +162,13 @@ impl Metrics {
             listener: listener.to_owned(),
             direction,
         };
+        let labels = ListenerLabels::new(listener);
         ListenerMetrics {
             bytes_in: Lazy::new(&self.bytes, bytes("in")),
             bytes_out: Lazy::new(&self.bytes, bytes("out")),
+            connections: Lazy::new(&self.connections, labels.clone()),
+            connections_active: Lazy::new(&self.connections_active, labels.clone()),
+            tls_handshakes: Lazy::new(&self.tls_handshakes, labels),
         }
     }
 
