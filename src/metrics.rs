@@ -184,14 +184,6 @@ impl Metrics {
         self.in_flight.get(labels).map_or(0, |g| g.get())
     }
 
-    /// A client connection accepted; the guard keeps it counted as active.
-    pub fn connection(&self, listener: &str) -> Active {
-        let labels = ListenerLabels::new(listener);
-        self.connections.get_or_create(&labels).inc();
-        let gauge = self.connections_active.get_or_create_owned(&labels);
-        Active::from_gauge(gauge)
-    }
-
     /// Client connections open now on `listener`.
     pub fn active_connections(&self, listener: &str) -> i64 {
         self.connections_active
@@ -232,22 +224,14 @@ impl Metrics {
         }
     }
 
-    /// A TLS handshake on `listener` finished: `Ok(())` or the failure's reason label.
-    pub fn tls_handshake(&self, listener: &str, result: Result<(), &'static str>) {
-        match result {
-            Ok(()) => {
-                self.tls_handshakes
-                    .get_or_create(&ListenerLabels::new(listener))
-                    .inc();
-            }
-            Err(reason) => {
-                let labels = TlsFailureLabels {
-                    listener: listener.to_owned(),
-                    reason,
-                };
-                self.tls_failures.get_or_create(&labels).inc();
-            }
-        }
+    /// A failed TLS handshake on `listener`, by reason (completed ones are counted on the
+    /// listener's handles, `ListenerMetrics::tls_handshake`).
+    pub fn tls_handshake_failed(&self, listener: &str, reason: &'static str) {
+        let labels = TlsFailureLabels {
+            listener: listener.to_owned(),
+            reason,
+        };
+        self.tls_failures.get_or_create(&labels).inc();
     }
 
     /// Sets a backend's health (1 up, 0 down). Active health checks call this.

@@ -54,13 +54,15 @@ pub async fn serve(
                 s
             }
             Ok(Err(e)) => {
-                let metrics = &state.load().metrics;
-                metrics.tls_handshake(name, Err(handshake_failure(&e)));
+                state
+                    .load()
+                    .metrics
+                    .tls_handshake_failed(name, handshake_failure(&e));
                 tracing::debug!(%peer, listener = %listener.config.name, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
-                state.load().metrics.tls_handshake(name, Err("timeout"));
+                state.load().metrics.tls_handshake_failed(name, "timeout");
                 tracing::debug!(%peer, listener = %listener.config.name, "TLS handshake timed out");
                 return;
             }

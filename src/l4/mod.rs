@@ -107,7 +107,7 @@ pub async fn serve(
     let config = &listener.config;
     // Interactive protocols in the tunnel must not wait for Nagle.
     let _ = stream.set_nodelay(true);
-    let _active = snapshot.metrics.connection(&config.name);
+    let _active = listener.metrics.connection();
     let mut session = Session::new(&config.name, config.mode.name(), peer);
     let counters = Counters::default();
     let outcome = tunnel(

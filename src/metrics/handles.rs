@@ -96,7 +96,7 @@ impl ListenerMetrics {
         Active::from_gauge(self.connections_active.get().clone())
     }
 
-    /// A completed TLS handshake (failures are rarer and counted by reason on `Metrics`).
+    /// A completed TLS handshake (failures are counted by reason: `Metrics::tls_handshake_failed`).
     pub fn tls_handshake(&self) {
         self.tls_handshakes.get().inc();
     }

@@ -30,8 +30,9 @@ fn requests_count_by_route_and_class_and_encode() {
 #[test]
 fn guards_keep_gauges_up_while_alive() {
     let m = Metrics::new();
-    let a = m.connection("web");
-    let b = m.connection("web");
+    let web = m.listener_metrics("web");
+    let a = web.connection();
+    let b = web.connection();
     assert_eq!(m.active_connections("web"), 2);
     drop(a);
     assert_eq!(m.active_connections("web"), 1);
@@ -98,11 +99,12 @@ fn dashboard_and_docs_use_existing_metric_names() {
     m.upstream_error(&b, "connect");
     m.retry("u");
     let _in_flight = m.backend_in_flight(b.clone());
-    let _conn = m.connection("l");
+    let l = m.listener_metrics("l");
+    let _conn = l.connection();
     let _tunnel = m.tunnel("l", "tcp");
     m.bytes("l", 1, 1);
-    m.tls_handshake("l", Ok(()));
-    m.tls_handshake("l", Err("eof"));
+    l.tls_handshake();
+    m.tls_handshake_failed("l", "eof");
     m.reload(true, 2);
     m.set_certificates([("l", "c.pem".to_owned(), 1)]);
     let text = m.encode();

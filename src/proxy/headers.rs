@@ -85,7 +85,6 @@ fn connection_named(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
 /// instead of once per request.
 #[derive(Debug, Clone)]
 pub struct Peer {
-    pub ip: IpAddr,
     /// The X-Forwarded-For element: `192.0.2.7` or `2001:db8::1`.
     xff: HeaderValue,
     /// The RFC 7239 node: `192.0.2.7` or `"[2001:db8::1]"` (quoted, bracketed).
@@ -102,7 +101,7 @@ impl Peer {
         // An address renders as visible ASCII, so the value is always valid.
         let xff = HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Peer { ip, xff, node }
+        Peer { xff, node }
     }
 
     /// The address without quoting, as X-Forwarded-For lists it.
@@ -114,7 +113,7 @@ impl Peer {
 /// What the forwarding headers describe about the client side of the hop.
 pub struct Hop<'a> {
     pub peer: &'a Peer,
-    /// The peer is a trusted proxy: extend its forwarding headers instead of replacing them.
+    /// The peer is in `settings.trusted_proxies`: extend its X-Forwarded-* instead of replacing.
     pub trusted: bool,
     /// "http" or "https": how the client reached this proxy.
     pub proto: &'static str,
@@ -125,6 +124,8 @@ pub struct Hop<'a> {
 /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded` for the backend.
 pub fn set_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>) {
     if !hop.trusted {
+        // Frameworks also read X-Forwarded-Port/-Prefix/-Ssl and X-Real-IP: from an untrusted
+        // peer none of them may reach the backend.
         let forged: Vec<HeaderName> = headers
             .keys()
             .filter(|n| n.as_str().starts_with("x-forwarded-") || n.as_str() == "x-real-ip")

@@ -235,7 +235,7 @@ mod tests {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
 
-    use super::test_support::{ca, client, handshake, write_leaf};
+    use super::test_support::{ca, client, client_with, handshake, write_leaf};
     use super::*;
     use crate::config::model::CertPair;
 
@@ -355,15 +355,7 @@ mod tests {
         only_256
             .cipher_suites
             .retain(|s| s.suite() == S::TLS13_AES_256_GCM_SHA384);
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(only_256))
-            .with_protocol_versions(&[&TLS13])
-            .unwrap()
-            .with_root_certificates({
-                let mut store = rustls::RootCertStore::empty();
-                store.add(ca.der.clone()).unwrap();
-                store
-            })
-            .with_no_client_auth();
+        let cfg = client_with(Arc::new(only_256), &roots, &TLS13, &[]);
         let out = handshake(built.config.clone(), Arc::new(cfg), "site.test")
             .await
             .unwrap();

@@ -10,6 +10,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use rustls::crypto::CryptoProvider;
 use rustls::{
     ClientConfig, HandshakeKind, ProtocolVersion, RootCertStore, ServerConfig,
     SupportedProtocolVersion,
@@ -90,11 +91,21 @@ pub fn client(
     version: &'static SupportedProtocolVersion,
     alpn: &[&[u8]],
 ) -> ClientConfig {
+    client_with(crate::tls::crypto_provider(), roots, version, alpn)
+}
+
+/// As [`client`], with the given provider (e.g. restricted cipher suites).
+pub fn client_with(
+    provider: Arc<CryptoProvider>,
+    roots: &[CertificateDer<'static>],
+    version: &'static SupportedProtocolVersion,
+    alpn: &[&[u8]],
+) -> ClientConfig {
     let mut store = RootCertStore::empty();
     for root in roots {
         store.add(root.clone()).unwrap();
     }
-    let mut config = ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[version])
         .unwrap()
         .with_root_certificates(store)
