@@ -200,6 +200,7 @@ fn backend_request(
     strip_hop_by_hop(&mut headers, true);
     let settings = &config.settings;
     let client = crate::proxy::headers::Peer::new(question.client);
+    let host_value = HeaderValue::from_str(host).ok();
     let hop = Hop {
         peer: &client,
         trusted: settings
@@ -207,7 +208,7 @@ fn backend_request(
             .iter()
             .any(|net| net.contains(&question.client)),
         proto: if tls { "https" } else { "http" },
-        host: Some(host),
+        host: host_value.as_ref(),
     };
     set_forwarding(&mut headers, &hop);
     add_via(&mut headers, Version::HTTP_11, &settings.via);

@@ -270,7 +270,7 @@ pub fn host_without_port(host: &str) -> Option<String> {
 }
 
 /// As [`host_without_port`], borrowing unless the host has upper-case letters or is IPv6.
-fn host_key(raw: &str) -> Option<Cow<'_, str>> {
+pub fn host_key(raw: &str) -> Option<Cow<'_, str>> {
     if let Some(rest) = raw.strip_prefix('[') {
         let (literal, after) = rest.split_once(']')?;
         if !valid_port_suffix(after) {

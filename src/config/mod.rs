@@ -11,6 +11,7 @@ mod raw_resilience;
 pub mod resilience;
 mod units;
 mod validate;
+mod via;
 
 use std::path::Path;
 

@@ -13,6 +13,7 @@ use regex::Regex;
 
 pub use super::balancing::{BalancerKind, Balancing, HashKey, Sticky};
 pub use super::resilience::*;
+pub use super::via::Via;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -67,7 +68,7 @@ pub struct Settings {
     /// How long in-flight requests may run after SIGTERM (default: 30s).
     pub grace_period: Duration,
     /// The pseudonym put in `Via` (default: "portico").
-    pub via: String,
+    pub via: Via,
 }
 
 #[derive(Debug, Clone)]

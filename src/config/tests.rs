@@ -22,7 +22,7 @@ fn full_example_parses_into_the_expected_model() {
     assert_eq!(s.trusted_proxies[1].to_string(), "127.0.0.1/32");
     assert!(s.access_log);
     assert_eq!(s.grace_period, Duration::from_secs(30));
-    assert_eq!(s.via, "portico");
+    assert_eq!(s.via.pseudonym(), "portico");
 
     assert_eq!(config.listeners.len(), 2);
     let https = &config.listeners[0];
@@ -184,7 +184,7 @@ fn minimal_config_gets_every_default() {
     assert!(warnings.is_empty());
     assert!(config.routes.is_empty() && config.upstreams.is_empty());
     let s = &config.settings;
-    assert!(s.trusted_proxies.is_empty() && s.access_log && s.via == "portico");
+    assert!(s.trusted_proxies.is_empty() && s.access_log && s.via.pseudonym() == "portico");
     assert_eq!(s.grace_period, Duration::from_secs(30));
     let l = &config.listeners[0];
     assert!(l.tls.is_none());

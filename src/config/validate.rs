@@ -20,7 +20,7 @@ use ipnet::IpNet;
 
 use super::diagnostic::{ConfigError, Diagnostic, Severity};
 use super::locate::Locations;
-use super::model::{Config, Settings};
+use super::model::{Config, Settings, Via};
 use super::raw::{RawConfig, RawSettings};
 use super::units;
 
@@ -285,7 +285,7 @@ fn settings(ctx: &mut Ctx<'_>, raw: RawSettings) -> Option<Settings> {
         trusted_proxies,
         access_log: raw.access_log.unwrap_or(true),
         grace_period: grace_period?,
-        via,
+        via: Via::new(&via),
     })
     .filter(|_| ok)
 }

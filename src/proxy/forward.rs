@@ -6,12 +6,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use super::headers::{add_via, join_cookies, set_forwarding, strip_hop_by_hop, Hop};
+use super::headers::{add_via, join_cookies, set_forwarding, strip_hop_by_hop, Hop, Via};
 use super::log::AccessRecord;
 use super::{respond, ConnInfo, Target};
 use crate::body::{BodyError, ProxyBody};
@@ -102,6 +101,8 @@ pub(super) fn build_head(
     let h2 = !h1_only && pool.protocol() != UpstreamProtocol::Http1;
     strip_hop_by_hop(&mut parts.headers, !h1_only);
     let settings = &snapshot.config.settings;
+    // Shared with the request's `Host` field, when that is where it came from.
+    let authority = target.authority_value();
     let hop = Hop {
         peer: &conn.client,
         trusted: settings
@@ -109,42 +110,41 @@ pub(super) fn build_head(
             .iter()
             .any(|net| net.contains(&conn.peer.ip())),
         proto: if conn.tls.is_some() { "https" } else { "http" },
-        host: target.authority.as_deref(),
+        host: authority.as_ref(),
     };
     set_forwarding(&mut parts.headers, &hop);
-    add_via(&mut parts.headers, parts.version, &settings.via);
+    add_via(
+        &mut parts.headers,
+        parts.version,
+        &snapshot.config.settings.via,
+    );
 
-    let authority = match route.host_header {
-        HostHeader::Keep => target
-            .authority
-            .clone()
-            .unwrap_or_else(|| backend.addr.to_string()),
+    let host = match route.host_header {
+        HostHeader::Keep => authority,
         HostHeader::Backend => pool
             .config
             .tls
             .as_ref()
-            .and_then(|t| t.server_name.clone())
-            .unwrap_or_else(|| backend.addr.to_string()),
+            .and_then(|t| t.server_name.as_deref())
+            .and_then(|name| HeaderValue::from_str(name).ok()),
     };
-    let path_and_query = target.origin_form(parts.uri.query());
+    let host = match host {
+        Some(h) => h,
+        None => HeaderValue::from_str(&backend.addr.to_string()).map_err(|_| "invalid Host")?,
+    };
+    let path_and_query = target.upstream_target()?;
     if h2 {
         let scheme = if pool.is_tls() { "https" } else { "http" };
         parts.uri = Uri::builder()
             .scheme(scheme)
-            .authority(authority.as_str())
+            .authority(host.as_bytes())
             .path_and_query(path_and_query)
             .build()
             .map_err(|_| "cannot build the upstream request target")?;
         parts.headers.remove(header::HOST);
         parts.version = Version::HTTP_2;
     } else {
-        // Both take the strings' buffers over instead of copying them.
-        let path_and_query =
-            http::uri::PathAndQuery::from_maybe_shared(Bytes::from(path_and_query))
-                .map_err(|_| "cannot build the upstream request target")?;
         parts.uri = Uri::from(path_and_query);
-        let host =
-            HeaderValue::from_maybe_shared(Bytes::from(authority)).map_err(|_| "invalid Host")?;
         parts.headers.insert(header::HOST, host);
         join_cookies(&mut parts.headers);
         parts.version = Version::HTTP_11;
@@ -156,7 +156,7 @@ pub(super) fn build_head(
 /// it waiting longer than `read_timeout` for the next frame.
 pub(super) fn relay(
     response: Response<Incoming>,
-    via: &str,
+    via: &Via,
     read_timeout: Duration,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();

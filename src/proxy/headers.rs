@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
 
+pub use crate::config::model::Via;
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -118,7 +120,7 @@ pub struct Hop<'a> {
     /// "http" or "https": how the client reached this proxy.
     pub proto: &'static str,
     /// The authority the client asked for.
-    pub host: Option<&'a str>,
+    pub host: Option<&'a HeaderValue>,
 }
 
 /// Sets X-Forwarded-For/-Proto/-Host and `Forwarded` for the backend.
@@ -157,7 +159,9 @@ pub fn set_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>) {
     }
     if !(hop.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         match hop.host {
-            Some(h) => set(headers, &X_FORWARDED_HOST, h.to_owned()),
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+            }
             None => {
                 headers.remove(&X_FORWARDED_HOST);
             }
@@ -167,7 +171,21 @@ pub fn set_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>) {
         .trusted
         .then(|| joined(headers, &header::FORWARDED))
         .flatten();
-    let mut element = String::with_capacity(64);
+    let host = hop.host.and_then(|h| h.to_str().ok());
+    // RFC 7239 §4: a value with characters outside `token` must be a quoted-string.
+    let host_is_token = host.is_none_or(|h| {
+        h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    });
+    // Sized exactly in the common case, so the header value takes the buffer as it is.
+    let len = prior.as_ref().map_or(0, |p| p.len() + 2)
+        + "for=;proto=".len()
+        + hop.peer.node.len()
+        + hop.proto.len()
+        + host.map_or(0, |h| {
+            ";host=".len() + h.len() + 2 * usize::from(!host_is_token)
+        });
+    let mut element = String::with_capacity(len);
     if let Some(prior) = prior {
         element.push_str(&prior);
         element.push_str(", ");
@@ -176,11 +194,8 @@ pub fn set_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>) {
     element.push_str(&hop.peer.node);
     element.push_str(";proto=");
     element.push_str(hop.proto);
-    if let Some(h) = hop.host {
-        // RFC 7239 §4: a value with characters outside `token` must be a quoted-string.
-        if h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        {
+    if let Some(h) = host {
+        if host_is_token {
             element.push_str(";host=");
             element.push_str(h);
         } else {
@@ -193,19 +208,17 @@ pub fn set_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>) {
 }
 
 /// Appends this proxy to `Via` ("1.1 portico").
-pub fn add_via(headers: &mut HeaderMap, version: Version, pseudonym: &str) {
-    let proto = match version {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "1.1",
-    };
-    let value = match joined(headers, &header::VIA) {
-        Some(prior) => format!("{prior}, {proto} {pseudonym}"),
-        None => format!("{proto} {pseudonym}"),
-    };
-    set(headers, &header::VIA, value);
+pub fn add_via(headers: &mut HeaderMap, version: Version, via: &Via) {
+    match joined(headers, &header::VIA) {
+        Some(prior) => set(
+            headers,
+            &header::VIA,
+            format!("{prior}, {}", via.text(version)),
+        ),
+        None => {
+            headers.insert(header::VIA, via.element(version));
+        }
+    }
 }
 
 /// All values of a field joined by ", " (None when absent or not visible ASCII).
@@ -242,8 +255,11 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: String) {
-    // Taking the string's buffer over saves the copy `HeaderValue::from_str` makes.
-    match HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+    // Taking the string's buffer over saves the copy `HeaderValue::from_str` makes; as a
+    // boxed slice (no spare capacity, a no-op for exactly sized strings) it needs no
+    // separate shared-buffer record either.
+    let bytes = bytes::Bytes::from(value.into_bytes().into_boxed_slice());
+    match HeaderValue::from_maybe_shared(bytes) {
         Ok(v) => {
             headers.insert(name.clone(), v);
         }

@@ -8,11 +8,13 @@ pub mod respond;
 mod retry;
 pub mod websocket;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header;
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
@@ -70,8 +72,8 @@ pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>
             };
             let facts = RequestFacts {
                 listener: &conn.listener.config.name,
-                host: target.host.as_deref(),
-                path: &target.path,
+                host: target.host(),
+                path: target.path(),
                 query: req.uri().query(),
                 method,
                 headers: req.headers(),
@@ -81,7 +83,7 @@ pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>
                 Some(index) => {
                     let route = &snapshot.config.routes[index];
                     record.route = Some(index);
-                    if let Some(reason) = misdirected(conn, target.host.as_deref()) {
+                    if let Some(reason) = misdirected(conn, target.host()) {
                         respond::error(StatusCode::MISDIRECTED_REQUEST, reason)
                     } else {
                         let tunnel = websocket.filter(|_| route.websocket.enabled);
@@ -154,21 +156,91 @@ pub async fn handle(state: &SharedState, conn: &ConnInfo, req: Request<Incoming>
     record.finish(response)
 }
 
-/// The request target after validation: normalised path and the host it names.
+/// The request target after validation: normalised path and the host it names. It shares
+/// the request's bytes (the target and the Host value) instead of copying them; only a path
+/// that normalising changed, or a host that needed lower-casing, is held apart.
 pub struct Target {
-    pub path: String,
+    /// The path and query as received.
+    received: Option<PathAndQuery>,
+    /// The normalised path, when it differs from the received one.
+    normalized: Option<String>,
     /// The authority as the client sent it (may carry a port).
-    pub authority: Option<String>,
-    /// Lower-cased host without port, for routing.
-    pub host: Option<String>,
+    authority: Option<Authority>,
+    /// The routing host: a prefix of the authority, or a rewritten copy.
+    host: HostKey,
+}
+
+/// The authority a request names, where it came from.
+enum Authority {
+    /// The `Host` field.
+    Field(HeaderValue),
+    /// The absolute-form target or HTTP/2's `:authority`.
+    Target(http::uri::Authority),
+}
+
+/// The lower-cased host without port.
+enum HostKey {
+    None,
+    /// The first `n` bytes of the authority are the host as is.
+    Prefix(usize),
+    /// Lower-cased or a canonical IPv6 literal.
+    Owned(Box<str>),
 }
 
 impl Target {
+    /// The normalised path.
+    pub fn path(&self) -> &str {
+        match (&self.normalized, &self.received) {
+            (Some(p), _) => p,
+            (None, Some(pq)) => pq.path(),
+            (None, None) => "/",
+        }
+    }
+
+    /// The authority as the client sent it.
+    pub fn authority(&self) -> Option<&str> {
+        match self.authority.as_ref()? {
+            // Checked as visible ASCII in `prepare`.
+            Authority::Field(v) => v.to_str().ok(),
+            Authority::Target(a) => Some(a.as_str()),
+        }
+    }
+
+    /// The authority as a header value: shared with the request when it came as `Host`.
+    pub fn authority_value(&self) -> Option<HeaderValue> {
+        match self.authority.as_ref()? {
+            Authority::Field(v) => Some(v.clone()),
+            Authority::Target(a) => HeaderValue::from_str(a.as_str()).ok(),
+        }
+    }
+
+    /// Lower-cased host without port, for routing.
+    pub fn host(&self) -> Option<&str> {
+        match &self.host {
+            HostKey::None => None,
+            HostKey::Prefix(n) => self.authority().and_then(|a| a.get(..*n)),
+            HostKey::Owned(h) => Some(h),
+        }
+    }
+
     /// Normalised path plus the original query bytes.
     pub fn origin_form(&self, query: Option<&str>) -> String {
         match query {
-            Some(q) => format!("{}?{}", self.path, q),
-            None => self.path.clone(),
+            Some(q) => format!("{}?{}", self.path(), q),
+            None => self.path().to_owned(),
+        }
+    }
+
+    /// The origin-form target for the backend: the received one, shared, when normalising
+    /// left it as it was.
+    pub fn upstream_target(&self) -> Result<PathAndQuery, &'static str> {
+        match (&self.normalized, &self.received) {
+            (None, Some(pq)) => Ok(pq.clone()),
+            _ => {
+                let query = self.received.as_ref().and_then(PathAndQuery::query);
+                PathAndQuery::from_maybe_shared(bytes::Bytes::from(self.origin_form(query)))
+                    .map_err(|_| "cannot build the upstream request target")
+            }
         }
     }
 }
@@ -200,21 +272,33 @@ fn prepare(
     }
     let authority = request_authority(req)?;
     let host = match &authority {
-        Some(a) => Some(
-            crate::router::host_without_port(a).ok_or((StatusCode::BAD_REQUEST, "invalid Host"))?,
-        ),
-        None => None,
+        None => HostKey::None,
+        Some(a) => {
+            let raw = match a {
+                Authority::Field(v) => v
+                    .to_str()
+                    .map_err(|_| (StatusCode::BAD_REQUEST, "invalid Host"))?,
+                Authority::Target(a) => a.as_str(),
+            };
+            match crate::router::host_key(raw).ok_or((StatusCode::BAD_REQUEST, "invalid Host"))? {
+                Cow::Borrowed(h) => HostKey::Prefix(h.len()),
+                Cow::Owned(h) => HostKey::Owned(h.into_boxed_str()),
+            }
+        }
     };
-    let path = normalize_path(uri.path())
-        .map_err(|_| {
-            (
+    let normalized = match normalize_path(uri.path()) {
+        Ok(Cow::Borrowed(_)) => None,
+        Ok(Cow::Owned(p)) => Some(p),
+        Err(_) => {
+            return Err((
                 StatusCode::BAD_REQUEST,
                 "ambiguous or malformed request path",
-            )
-        })?
-        .into_owned();
+            ))
+        }
+    };
     Ok(Target {
-        path,
+        received: uri.path_and_query().cloned(),
+        normalized,
         authority,
         host,
     })
@@ -222,7 +306,7 @@ fn prepare(
 
 /// The authority the request names: the absolute-form or `:authority` wins over `Host`
 /// (RFC 9112 §3.2.2); HTTP/1.1 requires exactly one Host.
-fn request_authority(req: &Request<Incoming>) -> Result<Option<String>, Reject> {
+fn request_authority(req: &Request<Incoming>) -> Result<Option<Authority>, Reject> {
     // The Host rules of RFC 9112 §3.2 hold for absolute-form requests too.
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let first = hosts.next();
@@ -233,19 +317,11 @@ fn request_authority(req: &Request<Incoming>) -> Result<Option<String>, Reject> 
         return Err((StatusCode::BAD_REQUEST, "HTTP/1.1 request without Host"));
     }
     if let Some(a) = req.uri().authority() {
-        return Ok(Some(a.as_str().to_owned()));
+        return Ok(Some(Authority::Target(a.clone())));
     }
-    match first {
-        Some(v) => {
-            let s = v
-                .to_str()
-                .map_err(|_| (StatusCode::BAD_REQUEST, "invalid Host"))?;
-            s.parse::<http::uri::Authority>()
-                .map_err(|_| (StatusCode::BAD_REQUEST, "invalid Host"))?;
-            Ok(Some(s.to_owned()))
-        }
-        None => Ok(None),
-    }
+    // `host_key` then checks the value is a host with an optional port, which is stricter
+    // than the URI authority grammar (no user info, no percent-escapes).
+    Ok(first.map(|v| Authority::Field(v.clone())))
 }
 
 /// RFC 9110 §15.5.20: a request for a host served by another certificate than the one the

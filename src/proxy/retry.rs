@@ -107,7 +107,7 @@ impl Plan<'_> {
             .unwrap_or(self.pool.config.timeouts.response);
         let info = RequestInfo {
             headers: &head.headers,
-            path: &self.target.path,
+            path: self.target.path(),
             client: self.conn.peer.ip(),
             secure: self.conn.tls.is_some(),
         };
@@ -151,7 +151,9 @@ impl Plan<'_> {
                         && retryable_method
                         && matches!(payload, Payload::Replay(_))
                         && policy.statuses.contains(&status);
-                    tried.push(backend.addr);
+                    if again {
+                        tried.push(backend.addr);
+                    }
                     if !(again && self.another(&tried) && self.pool.budget.try_retry()) {
                         inflight.observe(self.pool.config.balancing.decay);
                         let read_timeout = self.pool.config.timeouts.response;
@@ -298,7 +300,13 @@ impl Plan<'_> {
         *fresh.method_mut() = head.method.clone();
         *fresh.uri_mut() = head.uri.clone();
         *fresh.version_mut() = head.version;
-        *fresh.headers_mut() = head.headers.clone();
+        // Room for the forwarding fields up front: a clone is sized to fit exactly, and
+        // the first insert would then grow (reallocate and rehash) it.
+        let mut headers = HeaderMap::with_capacity(head.headers.len() + 6);
+        for (name, value) in &head.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        *fresh.headers_mut() = headers;
         let (mut parts, ()) = fresh.into_parts();
         let dest = Dest {
             route: self.route,

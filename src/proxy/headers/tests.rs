@@ -20,7 +20,9 @@ fn hop(trusted: bool) -> Hop<'static> {
         peer: Box::leak(Box::new(Peer::new("192.0.2.7".parse().unwrap()))),
         trusted,
         proto: "https",
-        host: Some("api.example.com"),
+        host: Some(Box::leak(Box::new(HeaderValue::from_static(
+            "api.example.com",
+        )))),
     }
 }
 
@@ -145,11 +147,37 @@ fn ipv6_peer_is_quoted_in_forwarded() {
 #[test]
 fn via_is_appended() {
     let mut h = map(&[("via", "1.0 edge")]);
-    add_via(&mut h, Version::HTTP_11, "portico");
+    let via = Via::new("portico");
+    add_via(&mut h, Version::HTTP_11, &via);
     assert_eq!(h.get("via").unwrap(), "1.0 edge, 1.1 portico");
+    for (version, expected) in [
+        (Version::HTTP_10, "1.0 portico"),
+        (Version::HTTP_11, "1.1 portico"),
+        (Version::HTTP_2, "2 portico"),
+        (Version::HTTP_3, "3 portico"),
+        (Version::HTTP_09, "0.9 portico"),
+    ] {
+        let mut h = HeaderMap::new();
+        add_via(&mut h, version, &via);
+        assert_eq!(h.get("via").unwrap(), expected);
+        assert_eq!(h.get_all("via").iter().count(), 1);
+    }
+}
+
+#[test]
+fn forwarded_host_outside_token_is_quoted() {
     let mut h = HeaderMap::new();
-    add_via(&mut h, Version::HTTP_2, "portico");
-    assert_eq!(h.get("via").unwrap(), "2 portico");
+    let host = HeaderValue::from_static("we\"ird\\host");
+    let hop = Hop {
+        host: Some(&host),
+        ..hop(false)
+    };
+    set_forwarding(&mut h, &hop);
+    assert_eq!(
+        h.get("forwarded").unwrap(),
+        "for=192.0.2.7;proto=https;host=\"weirdhost\""
+    );
+    assert_eq!(h.get("x-forwarded-host").unwrap(), &host);
 }
 
 const HOP: [&str; 7] = [

@@ -87,7 +87,7 @@ pub async fn upgrade(
     record.upstream = Some(upstream);
     let info = RequestInfo {
         headers: req.headers(),
-        path: &target.path,
+        path: target.path(),
         client: conn.peer.ip(),
         secure: conn.tls.is_some(),
     };
@@ -154,7 +154,7 @@ pub async fn upgrade(
         upstream,
         backend: backend.addr,
         client: conn.peer.ip(),
-        path: target.path.into_boxed_str(),
+        path: target.path().into(),
         protocol: if kind == Kind::Upgrade {
             "http/1.1"
         } else {
@@ -211,7 +211,11 @@ pub async fn upgrade(
 
 /// The answer the client gets for the backend's 101: a 101 of its own over HTTP/1.1, a 200
 /// on the extended CONNECT's stream over HTTP/2.
-fn client_reply(backend: Response<Incoming>, kind: Kind, via: &str) -> Response<ProxyBody> {
+fn client_reply(
+    backend: Response<Incoming>,
+    kind: Kind,
+    via: &super::headers::Via,
+) -> Response<ProxyBody> {
     let (mut parts, _body) = backend.into_parts();
     super::headers::strip_hop_by_hop(&mut parts.headers, false);
     super::headers::add_via(&mut parts.headers, Version::HTTP_11, via);
