@@ -122,45 +122,23 @@ async fn probe_inner(
         .host
         .clone()
         .unwrap_or_else(|| backend.addr.to_string());
-    let status = if pool.protocol() == UpstreamProtocol::Http1 {
+    let h1 = pool.protocol() == UpstreamProtocol::Http1;
+    let req = probe_request(pool, check, &host, h1).map_err(|e| e.to_string())?;
+    let sent = if h1 {
         let (mut sender, conn) = http1::Builder::new()
             .handshake(io)
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        let req = Request::get(check.path.as_str())
-            .header(header::HOST, host.as_str())
-            .header(header::USER_AGENT, "portico-health-check")
-            .header(header::CONNECTION, "close")
-            .body(ProxyBody::empty())
-            .map_err(|e| e.to_string())?;
-        sender
-            .send_request(req)
-            .await
-            .map_err(|e| e.to_string())?
-            .status()
+        sender.send_request(req).await
     } else {
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder.timer(TokioTimer::new());
         let (mut sender, conn) = builder.handshake(io).await.map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        let scheme = if pool.is_tls() { "https" } else { "http" };
-        let uri = Uri::builder()
-            .scheme(scheme)
-            .authority(host.as_str())
-            .path_and_query(check.path.as_str())
-            .build()
-            .map_err(|e| e.to_string())?;
-        let req = Request::get(uri)
-            .header(header::USER_AGENT, "portico-health-check")
-            .body(ProxyBody::empty())
-            .map_err(|e| e.to_string())?;
-        sender
-            .send_request(req)
-            .await
-            .map_err(|e| e.to_string())?
-            .status()
+        sender.send_request(req).await
     };
+    let status = sent.map_err(|e| e.to_string())?.status();
     let code = status.as_u16();
     let expected = if check.statuses.is_empty() {
         (200..400).contains(&code)
@@ -172,4 +150,31 @@ async fn probe_inner(
     } else {
         Err(format!("status {code}"))
     }
+}
+
+/// The probe's GET: origin-form with `Host` for HTTP/1.1 (closing the connection after),
+/// absolute with `:authority` for HTTP/2.
+fn probe_request(
+    pool: &UpstreamPool,
+    check: &HealthCheck,
+    host: &str,
+    h1: bool,
+) -> Result<Request<ProxyBody>, http::Error> {
+    let builder =
+        Request::get(check.path.as_str()).header(header::USER_AGENT, "portico-health-check");
+    let builder = if h1 {
+        builder
+            .header(header::HOST, host)
+            .header(header::CONNECTION, "close")
+    } else {
+        let scheme = if pool.is_tls() { "https" } else { "http" };
+        builder.uri(
+            Uri::builder()
+                .scheme(scheme)
+                .authority(host)
+                .path_and_query(check.path.as_str())
+                .build()?,
+        )
+    };
+    builder.body(ProxyBody::empty())
 }
