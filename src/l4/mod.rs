@@ -13,6 +13,7 @@ mod copy;
 mod log;
 mod passthrough;
 mod proxy_protocol;
+mod splice;
 
 use std::io;
 use std::net::SocketAddr;
