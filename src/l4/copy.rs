@@ -1,7 +1,6 @@
 //! The byte tunnel between a client socket and a backend socket: both directions at once,
-//! read buffers that exist only while data flows (an idle tunnel holds none), zero-copy
-//! `splice(2)` once a direction carries bulk data, half-close passed on, an idle timeout, and
-//! the drain deadline.
+//! read buffers that exist only while data flows (an idle tunnel holds none), half-close
+//! passed on, an idle timeout, and the drain deadline.
 
 use std::io;
 use std::net::Shutdown;
@@ -11,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use super::splice::Pipe;
 use crate::shutdown::Watcher;
 
 /// Read size while a direction is busy; the buffer is freed as soon as the socket has nothing
@@ -23,8 +21,6 @@ const CHUNK: usize = 16 * 1024;
 pub struct Counters {
     pub client_to_backend: AtomicU64,
     pub backend_to_client: AtomicU64,
-    /// Of both, the bytes that went through a pipe without being copied to user space.
-    pub spliced: AtomicU64,
 }
 
 /// Which socket failed.
@@ -72,8 +68,8 @@ pub async fn run(
     counters: &Counters,
 ) -> End {
     let activity = Activity::new();
-    let mut up = Direction::new(client, backend, Side::Client, counters);
-    let mut down = Direction::new(backend, client, Side::Backend, counters);
+    let mut up = Direction::new(client, backend, Side::Client, &counters.client_to_backend);
+    let mut down = Direction::new(backend, client, Side::Backend, &counters.backend_to_client);
     let pumps = std::future::poll_fn(|cx| {
         let up_done = up.poll(cx, &activity)?;
         let down_done = down.poll(cx, &activity)?;
@@ -104,29 +100,20 @@ struct Direction<'a> {
     dst: &'a TcpStream,
     src_side: Side,
     counter: &'a AtomicU64,
-    /// Where spliced bytes are counted (both directions).
-    spliced: &'a AtomicU64,
     /// Bytes read and not yet fully written (only while `dst` is slower than `src`).
     unsent: Option<(Vec<u8>, usize)>,
-    /// Set once a read filled a whole buffer: from then on bytes move by `splice(2)`.
-    pipe: Option<Pipe>,
     /// `src` has finished sending and the end was passed on.
     finished: bool,
 }
 
 impl<'a> Direction<'a> {
-    fn new(src: &'a TcpStream, dst: &'a TcpStream, src_side: Side, counters: &'a Counters) -> Self {
+    fn new(src: &'a TcpStream, dst: &'a TcpStream, src_side: Side, counter: &'a AtomicU64) -> Self {
         Direction {
             src,
             dst,
             src_side,
-            counter: match src_side {
-                Side::Client => &counters.client_to_backend,
-                Side::Backend => &counters.backend_to_client,
-            },
-            spliced: &counters.spliced,
+            counter,
             unsent: None,
-            pipe: None,
             finished: false,
         }
     }
@@ -147,24 +134,6 @@ impl<'a> Direction<'a> {
     ) -> Result<Poll<()>, (Side, io::Error)> {
         let (src, dst, src_side, dst_side) = (self.src, self.dst, self.src_side, self.dst_side());
         loop {
-            if let Some(pipe) = &mut self.pipe {
-                while pipe.held() > 0 {
-                    match dst.poll_write_ready(cx) {
-                        Poll::Pending => return Ok(Poll::Pending),
-                        Poll::Ready(r) => r.map_err(|e| (dst_side, e))?,
-                    }
-                    match pipe.drain(dst) {
-                        Ok(0) => return Err((dst_side, io::ErrorKind::WriteZero.into())),
-                        Ok(n) => {
-                            self.counter.fetch_add(n as u64, Ordering::Relaxed);
-                            self.spliced.fetch_add(n as u64, Ordering::Relaxed);
-                            activity.touch();
-                        }
-                        Err(e) if is_retry(&e) => {}
-                        Err(e) => return Err((dst_side, e)),
-                    }
-                }
-            }
             if let Some((buf, sent)) = &mut self.unsent {
                 while *sent < buf.len() {
                     match dst.poll_write_ready(cx) {
@@ -193,31 +162,18 @@ impl<'a> Direction<'a> {
                 Poll::Pending => return Ok(Poll::Pending),
                 Poll::Ready(r) => r.map_err(|e| (src_side, e))?,
             }
-            let read = match &mut self.pipe {
-                Some(pipe) => pipe.fill(src),
-                None => {
-                    let mut buf = Vec::with_capacity(CHUNK);
-                    let read = src.try_read_buf(&mut buf);
-                    if let Ok(n) = read {
-                        if n == CHUNK {
-                            // Bulk data: move the rest without copying, if a pipe can be had.
-                            self.pipe = Pipe::new().ok();
-                        }
-                        if n > 0 {
-                            self.unsent = Some((buf, 0));
-                        }
-                    }
-                    read
-                }
-            };
-            match read {
+            let mut buf = Vec::with_capacity(CHUNK);
+            match src.try_read_buf(&mut buf) {
                 Ok(0) => {
                     // The peer finished sending: pass the FIN on, keep the other direction.
                     // A peer already gone makes this fail; the other direction reports that.
                     let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
                     self.finished = true;
                 }
-                Ok(_) => activity.touch(),
+                Ok(_) => {
+                    activity.touch();
+                    self.unsent = Some((buf, 0));
+                }
                 Err(e) if is_retry(&e) => {}
                 Err(e) => return Err((src_side, e)),
             }

@@ -1,6 +1,6 @@
 //! The session log: one record per Layer 4 connection, written when it ends, whether it was
-//! tunnelled or refused (listener, client, SNI, upstream, backend, bytes each way and how
-//! many of them moved without a copy, duration, how it ended).
+//! tunnelled or refused (listener, client, SNI, upstream, backend, bytes each way, duration,
+//! how it ended).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -62,7 +62,6 @@ impl Session {
             backend = %self.backend.map_or_else(dash, |b| b.to_string()),
             bytes_in = counters.client_to_backend.load(Ordering::Relaxed),
             bytes_out = counters.backend_to_client.load(Ordering::Relaxed),
-            bytes_spliced = counters.spliced.load(Ordering::Relaxed),
             duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             end,
             error = error.as_deref().unwrap_or("-"),

@@ -13,7 +13,6 @@ mod copy;
 mod log;
 mod passthrough;
 mod proxy_protocol;
-mod splice;
 
 use std::io;
 use std::net::SocketAddr;
