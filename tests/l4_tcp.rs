@@ -1,5 +1,5 @@
 //! `mode: tcp` on real sockets: balancing over two backends, half-close, one side closing
-//! both, PROXY v2 towards the backend, PROXY v1/v2 from trusted peers (plain data from
+//! both, 8 MiB each way with exact byte counts, PROXY v2 towards the backend, PROXY v1/v2 from trusted peers (plain data from
 //! others), connect retries, the idle timeout, the drain, the session log and `portico check`.
 #![allow(clippy::unwrap_used)]
 
@@ -94,6 +94,44 @@ async fn half_close_is_passed_on_and_a_closing_backend_closes_the_client() {
     assert!(
         closed(&mut s).await,
         "backend closed, so must the client side"
+    );
+}
+
+#[tokio::test]
+async fn bulk_data_arrives_intact_with_exact_byte_counts() {
+    let log = LogCapture::start();
+    let echo = EchoBackend::plain("echo").spawn().await;
+    let proxy = Proxy::start(&config(&[("tcp", "app", "")], &pool("app", &[echo.addr]))).await;
+    let (s, greeting) = greeted(proxy.addr("tcp")).await;
+    // 8 MiB up and back while both directions are busy at once.
+    let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let (mut rd, mut wr) = s.into_split();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        wr.write_all(&sent).await.unwrap();
+        wr.shutdown().await.unwrap();
+    });
+    let mut back = Vec::new();
+    tokio::time::timeout(STEP * 4, rd.read_to_end(&mut back))
+        .await
+        .expect("echo and end of stream within the deadline")
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "echoed bytes differ");
+
+    assert!(wait_until(STEP, || async { !log.sessions().is_empty() }).await);
+    let record = &log.sessions()[0];
+    let field = |name: &str| -> u64 {
+        let start = record.find(&format!("{name}=")).unwrap() + name.len() + 1;
+        record[start..].split(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(field("bytes_in"), data.len() as u64, "{record}");
+    // The greeting line and the echo.
+    assert_eq!(
+        field("bytes_out"),
+        (data.len() + greeting.len() + 1) as u64,
+        "{record}"
     );
 }
 
