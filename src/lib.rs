@@ -33,3 +33,15 @@ pub use config::model::Config;
 pub use error::Error;
 pub use server::Server;
 pub use shutdown::Shutdown;
+
+/// The property tests' settings: a failing case is kept next to the test's source file
+/// (`<file>.proptest-regressions`), not in a top-level `proptest-regressions/` directory.
+#[cfg(test)]
+pub(crate) fn proptest_config() -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..proptest::test_runner::Config::default()
+    }
+}

@@ -313,6 +313,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config())]
         #[test]
         fn output_is_normal_and_idempotent(path in path_strategy()) {
             let once = normalize_path(&path).unwrap().into_owned();

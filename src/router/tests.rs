@@ -437,6 +437,7 @@ prop_compose! {
 }
 
 proptest! {
+    #![proptest_config(crate::proptest_config())]
     #[test]
     fn index_agrees_with_linear_scan(
         routes in prop::collection::vec(arb_route(), 0..12),

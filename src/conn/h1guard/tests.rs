@@ -467,6 +467,7 @@ async fn upgraded_connection_carries_raw_bytes_unchanged() {
 }
 
 proptest::proptest! {
+    #![proptest_config(crate::proptest_config())]
     /// However the client's bytes are split into reads, and however small the reader's
     /// buffer, valid requests come out unchanged.
     #[test]

@@ -213,6 +213,7 @@ fn records_between_fragments_must_be_handshakes() {
 }
 
 proptest! {
+    #![proptest_config(crate::proptest_config())]
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
         let _ = scan(&bytes);

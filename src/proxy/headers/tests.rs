@@ -191,14 +191,8 @@ const HOP: [&str; 7] = [
 ];
 
 proptest! {
-    // Past failures are kept next to this file (`tests.proptest-regressions`), not in a
-    // top-level directory.
-    #![proptest_config(ProptestConfig {
-        failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
-        )),
-        ..ProptestConfig::default()
-    })]
+    // Past failures are kept next to this file (`tests.proptest-regressions`).
+    #![proptest_config(crate::proptest_config())]
     /// Whatever a client sends, no hop-by-hop field and no field named in Connection survives,
     /// and every other field survives untouched.
     #[test]

@@ -230,6 +230,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config())]
         #[test]
         fn full_cycles_give_exact_shares(
             weights in prop::collection::vec(1u32..20, 1..7),

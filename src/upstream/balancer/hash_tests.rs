@@ -63,6 +63,7 @@ fn unusable_backend_hands_only_its_own_keys_to_neighbours() {
 }
 
 proptest! {
+    #![proptest_config(crate::proptest_config())]
     #[test]
     fn removing_one_of_n_moves_about_one_nth(n in 3usize..9, gone in 0usize..9) {
         let gone = gone % n;

@@ -122,6 +122,7 @@ fn p2c_counts_in_flight_requests() {
 }
 
 proptest! {
+    #![proptest_config(crate::proptest_config())]
     #[test]
     fn weighted_random_follows_weights(
         weights in prop::collection::vec(1u32..10, 2..6),
