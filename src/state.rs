@@ -126,6 +126,18 @@ impl Snapshot {
         }
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for u in &config.upstreams {
+            // Read before the client config is built: a file changing in between then only
+            // makes the next reload rebuild once more.
+            let tls_files = u
+                .tls
+                .as_ref()
+                .map_or(0, |t| crate::config::fingerprint_files(t.files()));
+            let before = previous.and_then(|p| p.upstreams.iter().find(|o| o.name == u.name));
+            if let Some(same) = before.filter(|b| reusable_pool(b, u, tls_files)) {
+                // Unchanged: the same pool, with its warm connections and background tasks.
+                upstreams.push(Arc::clone(same));
+                continue;
+            }
             let client = match &u.tls {
                 Some(t) => {
                     let h2 = u.protocol == crate::config::model::UpstreamProtocol::H2;
@@ -138,17 +150,9 @@ impl Snapshot {
                 }
                 None => None,
             };
-            let before = previous.and_then(|p| p.upstreams.iter().find(|o| o.name == u.name));
-            if let Some(same) = before.filter(|b| reusable_pool(&b.config, u)) {
-                // Unchanged: the same pool, with its warm connections and background tasks.
-                upstreams.push(Arc::clone(same));
-                continue;
-            }
-            let pool = Arc::new(UpstreamPool::with_previous(
-                u.clone(),
-                client,
-                before.map(|b| &**b),
-            ));
+            let mut pool = UpstreamPool::with_previous(u.clone(), client, before.map(|b| &**b));
+            pool.tls_files = tls_files;
+            let pool = Arc::new(pool);
             crate::upstream::health::start_background(&pool, metrics);
             upstreams.push(pool);
         }
@@ -244,14 +248,10 @@ impl Snapshot {
 }
 
 /// Whether a rebuilt upstream may keep the running pool (and its warm connections): its
-/// settings are the same. Upstreams that re-encrypt or seal sticky cookies are always rebuilt,
-/// since their certificate or secret files may have changed on disk; their backends' state is
-/// carried over by identity all the same.
-fn reusable_pool(
-    old: &crate::config::model::Upstream,
-    new: &crate::config::model::Upstream,
-) -> bool {
-    new.tls.is_none() && new.balancing.sticky.is_none() && format!("{old:?}") == format!("{new:?}")
+/// settings are the same (the `Debug` form covers every field, a sticky secret included) and
+/// so are the contents of its TLS files, which may have changed on disk under the same names.
+fn reusable_pool(old: &UpstreamPool, new: &crate::config::model::Upstream, tls_files: u64) -> bool {
+    old.tls_files == tls_files && format!("{:?}", old.config) == format!("{new:?}")
 }
 
 #[cfg(test)]
@@ -275,5 +275,50 @@ mod tests {
         assert_eq!(new.upstreams[0].members().backends[0].stats.inflight(), 1);
         let (fresh, _) = Snapshot::build(config("[\"127.0.0.1:2\"]"), 3, &metrics).unwrap();
         assert_eq!(fresh.upstreams[0].members().backends[0].stats.inflight(), 0);
+    }
+
+    fn upstreams(block: &str) -> Config {
+        valid(&format!("listeners:\n  - name: web\n    bind: 127.0.0.1:8080\nroutes:\n  - name: r\n    upstream: api\nupstreams:\n  api:\n    servers: [\"127.0.0.1:1\"]\n{block}")).0
+    }
+
+    #[test]
+    fn a_reload_keeps_tls_and_sticky_pools_until_their_files_or_settings_change() {
+        let metrics = Arc::new(Metrics::new());
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::tls::test_support::write_ca(dir.path(), &crate::tls::test_support::ca("a"));
+        let tls = format!(
+            "    tls: {{ ca: \"{}\", server_name: backend.test }}\n    sticky: {{ cookie: s, secret: 0123456789abcdef }}\n",
+            ca.display()
+        );
+        let (old, _) = Snapshot::build(upstreams(&tls), 1, &metrics).unwrap();
+        let (same, _) = Snapshot::build_after(upstreams(&tls), 2, &metrics, Some(&old)).unwrap();
+        assert!(
+            Arc::ptr_eq(&old.upstreams[0], &same.upstreams[0]),
+            "unchanged: kept"
+        );
+
+        // The same file name with another CA in it: rebuilt.
+        crate::tls::test_support::write_ca(dir.path(), &crate::tls::test_support::ca("b"));
+        let (rotated, _) =
+            Snapshot::build_after(upstreams(&tls), 3, &metrics, Some(&same)).unwrap();
+        assert!(
+            !Arc::ptr_eq(&same.upstreams[0], &rotated.upstreams[0]),
+            "new CA: rebuilt"
+        );
+
+        // Another sticky secret: rebuilt.
+        let resealed = tls.replace("0123456789abcdef", "fedcba9876543210");
+        let (next, _) =
+            Snapshot::build_after(upstreams(&resealed), 4, &metrics, Some(&rotated)).unwrap();
+        assert!(
+            !Arc::ptr_eq(&rotated.upstreams[0], &next.upstreams[0]),
+            "new secret: rebuilt"
+        );
+        let (again, _) =
+            Snapshot::build_after(upstreams(&resealed), 5, &metrics, Some(&next)).unwrap();
+        assert!(
+            Arc::ptr_eq(&next.upstreams[0], &again.upstreams[0]),
+            "unchanged: kept"
+        );
     }
 }

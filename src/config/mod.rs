@@ -84,6 +84,31 @@ pub fn parse_str(
     parse_str_located(text, file_label, base_dir).map(|(config, warnings, _)| (config, warnings))
 }
 
+/// A hash of the named files' paths and contents, to tell whether certificates, keys or CA
+/// bundles changed on disk between two loads. A file that cannot be read hashes as such (the
+/// build that needs it reports the error). Paths in a validated config are already resolved
+/// against its directory, so they are read as they are.
+pub fn fingerprint_files<'a>(paths: impl IntoIterator<Item = &'a Path>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for path in paths {
+        path.hash(&mut hasher);
+        std::fs::read(path).ok().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+impl model::UpstreamTls {
+    /// The files this upstream's TLS client reads: CA bundle, client certificate and key.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        let pair = self
+            .client_cert
+            .iter()
+            .flat_map(|p| [p.cert.as_path(), p.key.as_path()]);
+        self.ca.as_deref().into_iter().chain(pair)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! Helpers for the validation tests spread over the config modules.

@@ -4,8 +4,6 @@
 //! the fingerprint of the files instead; see `files_fingerprint`).
 
 use std::fmt::Debug;
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
 
 use crate::config::model::Config;
 
@@ -59,42 +57,20 @@ fn named<T: Debug>(
 }
 
 /// A hash of the contents of every certificate, key and CA file `config` names, so that a
-/// reload with an unchanged file but rotated certificates is not taken for a no-op. A file
-/// that cannot be read hashes as such (the build then reports it).
+/// reload with an unchanged file but rotated certificates is not taken for a no-op.
 pub fn files_fingerprint(config: &Config) -> u64 {
-    let mut paths: Vec<PathBuf> = Vec::new();
-    for l in &config.listeners {
-        if let Some(tls) = &l.tls {
-            for pair in &tls.certificates {
-                paths.push(pair.cert.clone());
-                paths.push(pair.key.clone());
-            }
-        }
-    }
-    for u in &config.upstreams {
-        if let Some(tls) = &u.tls {
-            paths.extend(tls.ca.clone());
-            if let Some(pair) = &tls.client_cert {
-                paths.push(pair.cert.clone());
-                paths.push(pair.key.clone());
-            }
-        }
-    }
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for path in paths {
-        let full = resolve(&config.base_dir, &path);
-        full.hash(&mut hasher);
-        std::fs::read(&full).ok().hash(&mut hasher);
-    }
-    hasher.finish()
-}
-
-fn resolve(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        base.join(path)
-    }
+    let listeners = config
+        .listeners
+        .iter()
+        .filter_map(|l| l.tls.as_ref())
+        .flat_map(|tls| &tls.certificates)
+        .flat_map(|pair| [pair.cert.as_path(), pair.key.as_path()]);
+    let upstreams = config
+        .upstreams
+        .iter()
+        .filter_map(|u| u.tls.as_ref())
+        .flat_map(|tls| tls.files());
+    crate::config::fingerprint_files(listeners.chain(upstreams))
 }
 
 #[cfg(test)]
@@ -102,6 +78,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::config::testing::valid;
+    use std::path::Path;
 
     fn cfg(routes: &str) -> Config {
         valid(&format!("listeners:\n  - name: web\n    bind: 127.0.0.1:8080\nroutes:\n{routes}upstreams:\n  api:\n    servers: [\"127.0.0.1:1\"]\n")).0
@@ -122,5 +99,26 @@ mod tests {
         assert!(changes(&old, &old).is_empty());
         let swapped = cfg("  - name: b\n    upstream: api\n  - name: a\n    upstream: api\n");
         assert_eq!(changes(&old, &swapped), ["route order changed"]);
+    }
+
+    /// A config named by a relative path (`portico --config conf/portico.yaml`) has its
+    /// file paths resolved once; reading them must not resolve them again.
+    #[test]
+    fn fingerprint_follows_rotated_files_of_a_config_in_a_relative_directory() {
+        let dir = tempfile::tempdir_in(".").unwrap();
+        let relative = Path::new(".").join(dir.path().file_name().unwrap());
+        let ca = crate::tls::test_support::ca("a");
+        let pair = crate::tls::test_support::write_leaf(dir.path(), "web", &ca, &["localhost"]);
+        let yaml = "listeners:\n  - name: web\n    bind: 127.0.0.1:8443\n    tls:\n      certificates: [{ cert: web.pem, key: web.key }]\nroutes:\n  - name: r\n    respond: { status: 200 }\n";
+        assert_eq!(pair.cert.file_name().unwrap(), "web.pem", "{pair:?}");
+        std::fs::write(dir.path().join("portico.yaml"), yaml).unwrap();
+        let path = relative.join("portico.yaml");
+        let before = files_fingerprint(&crate::config::load(&path).unwrap().0);
+        crate::tls::test_support::write_leaf(dir.path(), "web", &ca, &["example.test"]);
+        let after = files_fingerprint(&crate::config::load(&path).unwrap().0);
+        assert_ne!(
+            before, after,
+            "a rotated certificate changes the fingerprint"
+        );
     }
 }

@@ -6,7 +6,7 @@ mod client;
 mod resolver;
 mod selfsigned;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 use std::io;
 use std::path::{Path, PathBuf};

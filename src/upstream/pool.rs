@@ -45,6 +45,9 @@ pub struct UpstreamPool {
     /// The TLS connector for upgrade connections, which always speak HTTP/1.1 (ALPN
     /// `http/1.1` even when ordinary requests go over h2).
     upgrade_tls: Option<TlsConnector>,
+    /// `config::fingerprint_files` of the TLS files the client config was built from (0
+    /// without TLS): a reload keeps this pool only while they are unchanged.
+    pub tls_files: u64,
 }
 
 /// A connection ready for one request.
@@ -140,6 +143,7 @@ impl UpstreamPool {
             dice: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
             config,
             tls,
+            tls_files: 0,
         }
     }
 
