@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tracing::Instrument;
 
 use crate::config::model::Listener;
@@ -55,8 +55,9 @@ pub fn adopt(listener: &Listener, socket: std::net::TcpListener) -> Result<TcpLi
 /// of the listener's connection limit and a clone of `alive` (dropped when it ends).
 ///
 /// The listener's settings (mode, TLS, limits) are read from the current snapshot, by name,
-/// at each accept, so a reload changes them without re-binding; `shutdown` is this
-/// listener's own drain signal (a reload that removes it triggers it).
+/// at each accept, so a reload changes them without re-binding (`max_connections` included:
+/// the limit is resized, see `Limit`); `shutdown` is this listener's own drain signal (a
+/// reload that removes it triggers it).
 pub async fn accept_loop(
     tcp: TcpListener,
     name: String,
@@ -65,22 +66,28 @@ pub async fn accept_loop(
     mut shutdown: Watcher,
     alive: tokio::sync::mpsc::Sender<()>,
 ) {
-    let limit = Arc::new(Semaphore::new(max_connections));
+    let mut limit = Limit::new(max_connections);
     let mut backoff = Duration::from_millis(5);
     // Once the drain starts, the connections the kernel already completed (in the backlog)
     // are still accepted and served, up to this many: their clients may have sent a request
     // already, and closing the listener would reset them.
     let mut backlog_left: Option<usize> = None;
+    let current = || {
+        state
+            .load()
+            .listener_named(&name)
+            .map(|l| l.config.limits.max_connections)
+    };
     loop {
         let permit = match backlog_left {
-            Some(_) => match Arc::clone(&limit).try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => return,
+            Some(_) => match limit.try_acquire(current()) {
+                Some(p) => p,
+                None => return,
             },
             None => tokio::select! {
-                p = Arc::clone(&limit).acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return,
+                p = limit.acquire(&current) => match p {
+                    Some(p) => p,
+                    None => return,
                 },
                 _ = shutdown.triggered() => {
                     backlog_left = Some(BACKLOG_DRAIN);
@@ -119,6 +126,14 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        // A reload may have lowered the limit while this loop waited for the connection.
+        let permit = match limit.recheck(permit, current()) {
+            Some(p) => p,
+            None => match limit.acquire(&current).await {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let Some(listener) = state.load().listener_named(&name).cloned() else {
             // Removed by a reload that has not stopped this loop yet.
             continue;
@@ -149,6 +164,100 @@ pub async fn accept_loop(
                 .instrument(span),
             );
         }
+    }
+}
+
+/// How often a listener waiting at its connection limit looks for a raised one.
+const LIMIT_RECHECK: Duration = Duration::from_secs(1);
+
+/// A listener's connection limit, resizable while connections hold its permits.
+struct Limit {
+    permits: Arc<Semaphore>,
+    /// The limit the permits stand for.
+    size: usize,
+    /// Permits still to withdraw after the limit was lowered below what was in use.
+    debt: usize,
+}
+
+impl Limit {
+    fn new(size: usize) -> Limit {
+        Limit {
+            permits: Arc::new(Semaphore::new(size)),
+            size,
+            debt: 0,
+        }
+    }
+
+    /// Follows a changed `max_connections` (`None`: the listener is gone, nothing to do): a
+    /// raise adds permits at once, a cut withdraws free permits now and the rest as
+    /// connections end.
+    fn resize(&mut self, size: Option<usize>) {
+        let Some(size) = size else { return };
+        if size > self.size {
+            let raise = size - self.size;
+            let repaid = raise.min(self.debt);
+            self.debt -= repaid;
+            self.permits.add_permits(raise - repaid);
+        } else {
+            self.debt += self.size - size;
+        }
+        self.size = size;
+        if self.debt > 0 {
+            self.debt -= self.permits.forget_permits(self.debt);
+        }
+    }
+
+    /// The permit for a new connection, or `None` when it pays off a lowered limit.
+    fn admit(&mut self, permit: OwnedSemaphorePermit) -> Option<OwnedSemaphorePermit> {
+        if self.debt == 0 {
+            return Some(permit);
+        }
+        permit.forget();
+        self.debt -= 1;
+        None
+    }
+
+    /// A permit if one is free under the limit `size`.
+    fn try_acquire(&mut self, size: Option<usize>) -> Option<OwnedSemaphorePermit> {
+        self.resize(size);
+        loop {
+            let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
+            if let Some(p) = self.admit(permit) {
+                return Some(p);
+            }
+        }
+    }
+
+    /// Waits for a permit under the limit `current` gives; at the limit it looks again now
+    /// and then, in case a reload raised it. `None` only if the semaphore closed.
+    async fn acquire(
+        &mut self,
+        current: &impl Fn() -> Option<usize>,
+    ) -> Option<OwnedSemaphorePermit> {
+        loop {
+            self.resize(current());
+            let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+                Ok(p) => p,
+                Err(TryAcquireError::Closed) => return None,
+                Err(TryAcquireError::NoPermits) => tokio::select! {
+                    p = Arc::clone(&self.permits).acquire_owned() => p.ok()?,
+                    () = tokio::time::sleep(LIMIT_RECHECK) => continue,
+                },
+            };
+            if let Some(p) = self.admit(permit) {
+                return Some(p);
+            }
+        }
+    }
+
+    /// Keeps `permit` if the limit, possibly lowered to `size` meanwhile, still allows it.
+    fn recheck(
+        &mut self,
+        permit: OwnedSemaphorePermit,
+        size: Option<usize>,
+    ) -> Option<OwnedSemaphorePermit> {
+        self.resize(size);
+        self.admit(permit)
     }
 }
 

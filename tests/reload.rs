@@ -1,7 +1,7 @@
 //! Hot reload on real sockets: no request dropped under load, bad configs refused with every
 //! error, no-ops kept as no-ops, listeners kept / added / removed by name and address,
-//! certificates rotated for new connections only, WebSockets surviving reloads unless their
-//! route goes away.
+//! certificates rotated for new connections only, `max_connections` resized, WebSockets
+//! surviving reloads unless their route goes away.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -220,6 +220,48 @@ async fn listeners_are_kept_added_and_removed_by_name() {
     .await;
     assert!(refused, "the removed listener still serves");
     on_old.wait_closed(LIMIT).await.expect("drained");
+}
+
+/// `max_connections` follows a reload: raised, a client waiting in the backlog is served;
+/// lowered below what is open, new clients wait until enough connections end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_follows_a_reload() {
+    let yaml = |max: usize| {
+        format!("listeners:\n  - name: web\n    bind: \"127.0.0.1:0\"\n    limits: {{ max_connections: {max} }}\nroutes:\n  - name: hi\n    respond: {{ status: 200, body: hi }}\n")
+    };
+    let get = |addr| async move { HttpConn::h1(addr).await.get("x.test", "/").await.text() };
+    let held = Duration::from_millis(500);
+    let proxy = ReloadableProxy::start(&yaml(1)).await;
+    let web = proxy.addr("web");
+    let mut first = HttpConn::h1(web).await;
+    assert_eq!(first.get("x.test", "/").await.text(), "hi");
+
+    // At the limit the second client is not served...
+    let mut second = tokio::spawn(get(web));
+    assert!(
+        tokio::time::timeout(held, &mut second).await.is_err(),
+        "served over max_connections 1"
+    );
+    // ...until a reload raises the limit, while the first connection stays open.
+    assert_applied(&proxy.reload_with(&yaml(2)).await, 2);
+    let text = tokio::time::timeout(LIMIT, second)
+        .await
+        .expect("served after the raise");
+    assert_eq!(text.unwrap(), "hi");
+    assert_eq!(first.get("x.test", "/").await.text(), "hi");
+
+    // Lowered back to 1 with the first connection open: a new client waits for it to end.
+    assert_applied(&proxy.reload_with(&yaml(1)).await, 3);
+    let mut third = tokio::spawn(get(web));
+    assert!(
+        tokio::time::timeout(held, &mut third).await.is_err(),
+        "served over the lowered max_connections"
+    );
+    drop(first);
+    let text = tokio::time::timeout(LIMIT, third)
+        .await
+        .expect("served once the first ended");
+    assert_eq!(text.unwrap(), "hi");
 }
 
 /// True when a connection to a stopped listener gets no HTTP answer.
