@@ -35,6 +35,10 @@ struct Cli {
     /// same path takes over the listening sockets of the running one, which then drains.
     #[arg(long, global = true)]
     upgrade_socket: Option<PathBuf>,
+    /// Reload by itself when the configuration file, or a certificate, key or CA file it
+    /// names, changes (`run`; checked every 2 seconds).
+    #[arg(long, global = true)]
+    watch: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -87,7 +91,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, cli.log_level.as_deref());
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&cli.config),
-        Command::Run => run(&cli.config, cli.upgrade_socket),
+        Command::Run => run(&cli.config, cli.upgrade_socket, cli.watch),
         Command::Reload { dry_run } => reload(&cli.config, dry_run),
         Command::Explain {
             method,
@@ -261,7 +265,10 @@ fn reload(path: &Path, dry_run: bool) -> ExitCode {
     }
 }
 
-fn run(path: &Path, upgrade_socket: Option<PathBuf>) -> ExitCode {
+/// How often `run --watch` looks at the configuration files.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn run(path: &Path, upgrade_socket: Option<PathBuf>, watch: bool) -> ExitCode {
     let (config, warnings) = match config::load(path) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -311,6 +318,9 @@ fn run(path: &Path, upgrade_socket: Option<PathBuf>) -> ExitCode {
             }
         };
         let reloader = server.enable_reload(path.to_path_buf());
+        if watch {
+            tokio::spawn(Arc::clone(&reloader).watch(WATCH_INTERVAL));
+        }
         if let Some(socket) = upgrade_socket {
             let (reloader, shutdown) = (Arc::clone(&reloader), server.shutdown_handle());
             tokio::spawn(async move {

@@ -105,6 +105,41 @@ impl Reloader {
         outcome
     }
 
+    /// Reloads whenever the configuration file or a certificate, key or CA file it names
+    /// changes (`portico run --watch`); returns when the server drains.
+    ///
+    /// Polls the files' contents every `interval` instead of subscribing to inotify: it
+    /// behaves the same on every filesystem, follows a Kubernetes ConfigMap (whose files are
+    /// swapped through a symlink) and a file replaced by an editor's rename, and costs a few
+    /// reads per interval. A change that fails to load is reported once; the running
+    /// configuration stays until the files change again.
+    pub async fn watch(self: Arc<Self>, interval: std::time::Duration) {
+        let mut seen = self.watched();
+        loop {
+            tokio::time::sleep(interval).await;
+            if self.shutdown.is_triggered() {
+                return;
+            }
+            if self.watched() == seen {
+                continue;
+            }
+            tracing::info!(path = %self.path.display(), "configuration files changed: reloading");
+            self.reload(false).await;
+            // After the reload: its configuration may name other files.
+            seen = self.watched();
+        }
+    }
+
+    /// A hash of the configuration file's contents and of the files the running
+    /// configuration names.
+    fn watched(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read(&self.path).ok().hash(&mut hasher);
+        diff::files_fingerprint(&self.state.load().config).hash(&mut hasher);
+        hasher.finish()
+    }
+
     /// The outcome of the last attempt.
     pub fn last(&self) -> Option<ReloadOutcome> {
         self.last.lock().ok().and_then(|l| l.clone())
