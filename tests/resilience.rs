@@ -1,13 +1,14 @@
 //! Load balancing resilience on real sockets: a backend killed under constant GET load costs
 //! no request and is readmitted after its health check's healthy threshold; a sick backend is
 //! ejected and gets no traffic; POSTs are not retried; the retry budget caps retries; the
-//! pending and connection limits answer fast 503s; DNS answers move traffic without a reload.
+//! pending and connection limits answer fast 503s; DNS answers (A and AAAA) move traffic
+//! without a reload.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 mod lb_support;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -281,6 +282,16 @@ async fn dns_answers_move_traffic_without_reload() {
         "the old address gets nothing once replaced"
     );
     assert!(two.hits() >= 11);
+
+    // AAAA answers count too: an IPv6-only answer moves the traffic to [::1].
+    let six_addr = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
+    let six = Node::start_at("six", six_addr).await;
+    dns.set_any(&[six_addr.ip()]);
+    assert!(
+        until_body(&mut client, "six").await,
+        "the AAAA answer takes the traffic"
+    );
+    assert!(six.hits() >= 1);
 }
 
 /// GETs until the body is `want` (bounded by `DEADLINE`).

@@ -189,11 +189,11 @@ fn reply(status: u16, body: Bytes) -> Response<Full<Bytes>> {
     resp
 }
 
-/// A UDP DNS server answering A queries for any name with the current address list
-/// (or SERVFAIL when `fail` is set).
+/// A UDP DNS server answering A and AAAA queries for any name with the current address
+/// lists (or SERVFAIL when `fail` is set).
 pub struct Dns {
     pub addr: SocketAddr,
-    answers: Arc<Mutex<(Vec<Ipv4Addr>, bool)>>,
+    answers: Arc<Mutex<(Vec<IpAddr>, bool)>>,
     pub queries: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
@@ -202,7 +202,8 @@ impl Dns {
     pub async fn start(initial: &[Ipv4Addr]) -> Dns {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind dns");
         let addr = socket.local_addr().expect("dns addr");
-        let answers = Arc::new(Mutex::new((initial.to_vec(), false)));
+        let initial: Vec<IpAddr> = initial.iter().map(|&ip| IpAddr::V4(ip)).collect();
+        let answers = Arc::new(Mutex::new((initial, false)));
         let queries = Arc::new(AtomicUsize::new(0));
         let (a, q) = (Arc::clone(&answers), Arc::clone(&queries));
         let task = tokio::spawn(async move {
@@ -225,6 +226,12 @@ impl Dns {
     }
 
     pub fn set(&self, ips: &[Ipv4Addr]) {
+        let ips: Vec<IpAddr> = ips.iter().map(|&ip| IpAddr::V4(ip)).collect();
+        self.set_any(&ips);
+    }
+
+    /// Answers with these addresses: IPv4 ones to A queries, IPv6 ones to AAAA queries.
+    pub fn set_any(&self, ips: &[IpAddr]) {
         *self.answers.lock().expect("lock") = (ips.to_vec(), false);
     }
 
@@ -240,21 +247,34 @@ impl Drop for Dns {
 }
 
 /// The answer to `query` (one question): its header with QR/RA set, the question, and one
-/// A record per address pointing back at the question's name.
-fn answer(query: &[u8], ips: &[Ipv4Addr], fail: bool) -> Vec<u8> {
+/// record per address of the asked type (A or AAAA) pointing back at the question's name.
+fn answer(query: &[u8], ips: &[IpAddr], fail: bool) -> Vec<u8> {
     // Header + question (name up to its terminating zero, then type and class).
     let name_end = 12 + query[12..].iter().position(|&b| b == 0).expect("qname end") + 1;
+    let qtype = u16::from_be_bytes([query[name_end], query[name_end + 1]]);
     let mut out = query[..name_end + 4].to_vec();
     out[2] = 0x81;
     out[3] = if fail { 0x82 } else { 0x80 };
-    let count = if fail { 0 } else { ips.len() as u16 };
-    out[6..8].copy_from_slice(&count.to_be_bytes());
+    let records: Vec<Vec<u8>> = if fail {
+        Vec::new()
+    } else {
+        ips.iter()
+            .filter_map(|ip| match (qtype, ip) {
+                (1, IpAddr::V4(v4)) => Some(v4.octets().to_vec()),
+                (28, IpAddr::V6(v6)) => Some(v6.octets().to_vec()),
+                _ => None,
+            })
+            .collect()
+    };
+    out[6..8].copy_from_slice(&(records.len() as u16).to_be_bytes());
     out[8..12].fill(0);
-    if !fail {
-        for ip in ips {
-            out.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4]);
-            out.extend_from_slice(&ip.octets());
-        }
+    for data in records {
+        // Name pointer, type, class IN, TTL 1 s, data length, data.
+        out.extend_from_slice(&[0xC0, 12]);
+        out.extend_from_slice(&qtype.to_be_bytes());
+        out.extend_from_slice(&[0, 1, 0, 0, 0, 1]);
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(&data);
     }
     out
 }
