@@ -294,14 +294,14 @@ fn run(path: &Path, upgrade_socket: Option<PathBuf>, watch: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let inherited = match upgrade_socket.as_deref().map(portico::upgrade::take_over) {
-        None | Some(Ok(None)) => Vec::new(),
-        Some(Ok(Some(sockets))) => {
+    let (inherited, takeover) = match upgrade_socket.as_deref().map(portico::upgrade::take_over) {
+        None | Some(Ok(None)) => (Vec::new(), None),
+        Some(Ok(Some(mut takeover))) => {
             tracing::info!(
-                listeners = sockets.len(),
+                listeners = takeover.sockets.len(),
                 "took over the listening sockets of the running Portico"
             );
-            sockets
+            (std::mem::take(&mut takeover.sockets), Some(takeover))
         }
         Some(Err(e)) => {
             eprintln!("portico: upgrade hand-over failed: {e}");
@@ -314,9 +314,18 @@ fn run(path: &Path, upgrade_socket: Option<PathBuf>, watch: bool) -> ExitCode {
             Err(e) => {
                 tracing::error!("{e}");
                 eprintln!("portico: {e}");
+                if takeover.is_some() {
+                    eprintln!("portico: the running Portico goes on serving");
+                }
                 return ExitCode::FAILURE;
             }
         };
+        // Everything is bound and built: the previous process may drain now.
+        if let Some(takeover) = takeover {
+            if let Err(e) = takeover.ready() {
+                tracing::warn!(error = %e, "could not tell the previous Portico to drain");
+            }
+        }
         let reloader = server.enable_reload(path.to_path_buf());
         if watch {
             tokio::spawn(Arc::clone(&reloader).watch(WATCH_INTERVAL));

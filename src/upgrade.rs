@@ -1,12 +1,15 @@
 //! Zero-downtime binary upgrades: the running process hands its listening sockets to a new
-//! one over a Unix socket (SCM_RIGHTS), then drains and exits. Both processes then share
-//! the same kernel sockets, so no connection waiting in a backlog is lost (unlike two
-//! SO_REUSEPORT sockets, where closing one drops its queue).
+//! one over a Unix socket (SCM_RIGHTS), and once the new one reports that it is serving, it
+//! drains and exits. Both processes then share the same kernel sockets, so no connection
+//! waiting in a backlog is lost (unlike two SO_REUSEPORT sockets, where closing one drops its
+//! queue). A new process that fails to start (a certificate it cannot load, an address it
+//! cannot bind) never reports ready, and the old one simply goes on serving.
 //!
-//! Protocol: the new process connects to `--upgrade-socket`, sends `portico-upgrade 1\n`,
+//! Protocol: the new process connects to `--upgrade-socket`, sends `portico-upgrade 2\n`,
 //! and receives one message whose data is one `name\tbind\n` line per listener and whose
-//! ancillary data carries the sockets in the same order. rustix gives a safe API for the
-//! ancillary data, so no `unsafe` is needed.
+//! ancillary data carries the sockets in the same order. When it serves, it writes
+//! `ready\n`; the old process drains only then. rustix gives a safe API for the ancillary
+//! data, so no `unsafe` is needed.
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
@@ -22,7 +25,11 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags,
 };
 
-const HELLO: &[u8] = b"portico-upgrade 1\n";
+const HELLO: &[u8] = b"portico-upgrade 2\n";
+const READY: &[u8] = b"ready\n";
+/// How long the old process waits for the new one to report ready before it gives up on
+/// the upgrade and goes on serving alone.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// More listeners than any sane config has; the message is refused above it.
 const MAX_SOCKETS: usize = 64;
 const MAX_NAMES: usize = 64 * 1024;
@@ -32,6 +39,20 @@ pub struct Inherited {
     pub name: String,
     pub bind: SocketAddr,
     pub socket: TcpListener,
+}
+
+/// The new process's side of a hand-over: the sockets, and the line back to the old
+/// process, which drains once `ready` is called (never, if this process fails first).
+pub struct TakeOver {
+    pub sockets: Vec<Inherited>,
+    line: UnixStream,
+}
+
+impl TakeOver {
+    /// Reports that this process serves, so the old one may drain.
+    pub fn ready(mut self) -> io::Result<()> {
+        self.line.write_all(READY)
+    }
 }
 
 /// A listening socket offered to the next process: its listener name, configured address and
@@ -45,7 +66,7 @@ pub struct Offered {
 
 /// New process: asks the process serving `path` for its sockets. `Ok(None)` when nobody
 /// listens there (a first start).
-pub fn take_over(path: &Path) -> io::Result<Option<Vec<Inherited>>> {
+pub fn take_over(path: &Path) -> io::Result<Option<TakeOver>> {
     let mut stream = match UnixStream::connect(path) {
         Ok(s) => s,
         Err(e)
@@ -98,10 +119,14 @@ pub fn take_over(path: &Path) -> io::Result<Option<Vec<Inherited>>> {
             socket: TcpListener::from(fd),
         });
     }
-    Ok(Some(inherited))
+    Ok(Some(TakeOver {
+        sockets: inherited,
+        line: stream,
+    }))
 }
 
-/// Old process: answers one hand-over request on `stream` with `sockets`.
+/// Old process: answers one hand-over request on `stream` with `sockets`, then waits for the
+/// new process to report ready; an error means it did not, and this process keeps serving.
 pub fn hand_over(mut stream: UnixStream, sockets: &[Offered]) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut hello = [0u8; HELLO.len()];
@@ -134,11 +159,25 @@ pub fn hand_over(mut stream: UnixStream, sockets: &[Offered]) -> io::Result<()> 
         &mut control,
         SendFlags::empty(),
     )?;
-    Ok(())
+    stream.set_read_timeout(Some(READY_TIMEOUT))?;
+    let mut ready = [0u8; READY.len()];
+    match stream.read_exact(&mut ready) {
+        Ok(()) if ready == READY => Ok(()),
+        Ok(()) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the new process sent something else than ready",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(io::Error::new(
+            e.kind(),
+            "the new process ended before it was serving",
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 /// Old process: serves hand-over requests on `path` (replacing a stale socket file) until
-/// one succeeds, then calls `handed` (which starts the drain). `offer` gives the listeners
+/// one succeeds (the new process reported ready), then calls `handed` (which starts the
+/// drain). `offer` gives the listeners
 /// running at that moment.
 pub async fn serve(
     path: &Path,
@@ -171,32 +210,55 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn sockets_cross_to_the_other_side_and_keep_accepting() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("upgrade.sock");
-        assert!(take_over(&path).unwrap().is_none(), "nobody listening yet");
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = tcp.local_addr().unwrap();
+    /// An old process's side on a fresh socket path: hands `tcp` over to the first request
+    /// and returns what `hand_over` said.
+    fn old_side(path: &Path, tcp: &TcpListener) -> std::thread::JoinHandle<io::Result<()>> {
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
         let offered = vec![Offered {
             name: "web".to_owned(),
             bind: "127.0.0.1:0".parse().unwrap(),
             socket: Arc::new(tcp.as_fd().try_clone_to_owned().unwrap()),
         }];
-        let old = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
-            hand_over(stream, &offered).unwrap();
-        });
+            hand_over(stream, &offered)
+        })
+    }
+
+    #[test]
+    fn sockets_cross_to_the_other_side_and_keep_accepting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upgrade.sock");
+        assert!(take_over(&path).unwrap().is_none(), "nobody listening yet");
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let old = old_side(&path, &tcp);
         let got = take_over(&path).unwrap().unwrap();
-        old.join().unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].name, "web");
-        assert_eq!(got[0].socket.local_addr().unwrap(), addr);
+        assert_eq!(got.sockets.len(), 1);
+        assert_eq!(got.sockets[0].name, "web");
+        let socket = got.sockets[0].socket.try_clone().unwrap();
+        assert_eq!(socket.local_addr().unwrap(), addr);
+        got.ready().unwrap();
+        old.join().unwrap().unwrap();
         drop(tcp);
         // The same kernel socket: a client connecting now is accepted on the new side.
         let client = std::net::TcpStream::connect(addr).unwrap();
-        let (_, peer) = got[0].socket.accept().unwrap();
+        let (_, peer) = socket.accept().unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
+    }
+
+    #[test]
+    fn a_new_process_that_ends_before_serving_does_not_count_as_handed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upgrade.sock");
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let old = old_side(&path, &tcp);
+        let got = take_over(&path).unwrap().unwrap();
+        drop(got);
+        let said = old.join().unwrap();
+        assert_eq!(
+            said.map_err(|e| e.kind()).unwrap_err(),
+            io::ErrorKind::UnexpectedEof
+        );
     }
 }

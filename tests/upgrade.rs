@@ -1,6 +1,7 @@
 //! Zero-downtime binary upgrade with the real binary: a second Portico started with the same
 //! `--upgrade-socket` takes over the listening socket while requests keep arriving, the first
-//! one drains and exits 0, and no request fails.
+//! one drains and exits 0, and no request fails; a second Portico that cannot start leaves
+//! the first one serving.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -27,11 +28,16 @@ impl Drop for KillOnDrop {
 }
 
 fn spawn(dir: &Path, name: &str, addr: SocketAddr, body: &str) -> KillOnDrop {
+    spawn_with(dir, name, addr, body, "")
+}
+
+/// As `spawn`, with `more` appended to the listeners.
+fn spawn_with(dir: &Path, name: &str, addr: SocketAddr, body: &str, more: &str) -> KillOnDrop {
     let config = dir.join(format!("{name}.yaml"));
     std::fs::write(
         &config,
         format!(
-            "listeners:\n  - name: web\n    bind: \"{addr}\"\nroutes:\n  - name: hello\n    respond: {{ status: 200, body: {body} }}\nsettings:\n  grace_period: 5s\n"
+            "listeners:\n  - name: web\n    bind: \"{addr}\"\n{more}routes:\n  - name: hello\n    respond: {{ status: 200, body: {body} }}\nsettings:\n  grace_period: 5s\n"
         ),
     )
     .unwrap();
@@ -131,4 +137,50 @@ fn upgrade_under_load_fails_no_request() {
         "{}",
         logs()
     );
+}
+
+/// A new binary that takes the sockets but then cannot start (here: a second listener on an
+/// address already in use) exits with an error, and the old one goes on serving: it drains
+/// only once the new one reports ready.
+#[test]
+fn a_new_process_that_fails_to_start_leaves_the_old_one_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = unused_addr();
+    let logs = || {
+        ["old.log", "broken.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let mut old = spawn(dir.path(), "old", addr, "old");
+    assert!(
+        wait_until_blocking(Duration::from_secs(30), || get(addr).as_deref()
+            == Some("old")),
+        "the first process never answered:\n{}",
+        logs()
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let more = format!(
+        "  - name: extra\n    bind: \"{}\"\n",
+        taken.local_addr().unwrap()
+    );
+    let mut broken = spawn_with(dir.path(), "broken", addr, "broken", &more);
+    let failed = wait_until_blocking(Duration::from_secs(30), || {
+        broken.0.try_wait().unwrap().is_some()
+    });
+    assert!(failed, "the broken process kept running:\n{}", logs());
+    assert!(!broken.0.wait().unwrap().success(), "{}", logs());
+    assert!(
+        logs().contains("took over the listening sockets"),
+        "{}",
+        logs()
+    );
+    // The old process serves on (a drain would have closed its listener at once).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        assert_eq!(get(addr).as_deref(), Some("old"), "{}", logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(old.0.try_wait().unwrap().is_none(), "{}", logs());
 }
