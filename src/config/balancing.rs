@@ -87,7 +87,7 @@ impl Default for Balancing {
 }
 
 /// `sticky:` of an upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Sticky {
     /// The cookie's name.
     pub cookie: String,
@@ -95,4 +95,45 @@ pub struct Sticky {
     pub ttl: Option<Duration>,
     /// The HMAC key; `None`: a random key per process (restarts re-pin clients).
     pub secret: Option<Arc<[u8]>>,
+}
+
+/// The secret never shows: `Debug` prints a keyed hash of it instead, random per process, so
+/// two configurations still compare by their `Debug` form (as reloads do) without the key
+/// ever reaching a log or a dump.
+impl std::fmt::Debug for Sticky {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::hash::BuildHasher;
+        static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        let secret = self.secret.as_ref().map(|s| {
+            let hash = KEY
+                .get_or_init(std::collections::hash_map::RandomState::new)
+                .hash_one(&**s);
+            format!("Secret(hash {hash:016x})")
+        });
+        f.debug_struct("Sticky")
+            .field("cookie", &self.cookie)
+            .field("ttl", &self.ttl)
+            .field("secret", &secret)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_secret_but_tells_secrets_apart() {
+        let sticky = |secret: &str| Sticky {
+            cookie: "s".to_owned(),
+            ttl: None,
+            secret: Some(Arc::from(secret.as_bytes())),
+        };
+        let one = format!("{:?}", sticky("swordfish-0123456789"));
+        assert!(!one.contains("swordfish"), "{one}");
+        assert!(!one.contains("115, 119"), "{one}"); // the bytes as a list
+        assert_eq!(one, format!("{:?}", sticky("swordfish-0123456789")));
+        assert_ne!(one, format!("{:?}", sticky("swordfish-0123456788")));
+    }
 }
