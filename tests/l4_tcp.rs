@@ -29,6 +29,27 @@ fn pool(name: &str, servers: &[SocketAddr]) -> String {
     format!("  {name}:\n    servers: [{}]\n", list.join(", "))
 }
 
+/// Sends `len` patterned bytes on `s` and half-closes, while reading the echo to the end of
+/// the stream: it must come back whole and unchanged within `deadline`.
+async fn echo_to_the_end(s: TcpStream, len: u32, deadline: std::time::Duration) {
+    let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let (mut rd, mut wr) = s.into_split();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        wr.write_all(&sent).await.unwrap();
+        wr.shutdown().await.unwrap();
+        wr
+    });
+    let mut back = Vec::new();
+    tokio::time::timeout(deadline, rd.read_to_end(&mut back))
+        .await
+        .expect("echo and end of stream within the deadline")
+        .unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "echoed bytes differ");
+    drop(writer.await.unwrap());
+}
+
 #[tokio::test]
 async fn connections_are_balanced_over_two_backends_and_echo_both_ways() {
     let a = EchoBackend::plain("a").spawn().await;
@@ -72,22 +93,7 @@ async fn half_close_is_passed_on_and_a_closing_backend_closes_the_client() {
     // The client sends 1 MiB and half-closes; the backend sees the end, echoes everything
     // and closes its side; the client reads it all, then the end of the stream.
     let (s, _) = greeted(proxy.addr("echo")).await;
-    let data: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let (mut rd, mut wr) = s.into_split();
-    let sent = data.clone();
-    let writer = tokio::spawn(async move {
-        wr.write_all(&sent).await.unwrap();
-        wr.shutdown().await.unwrap();
-        wr
-    });
-    let mut back = Vec::new();
-    tokio::time::timeout(STEP, rd.read_to_end(&mut back))
-        .await
-        .expect("echo and end of stream within the deadline")
-        .unwrap();
-    assert_eq!(back.len(), data.len());
-    assert!(back == data, "echoed bytes differ");
-    drop(writer.await.unwrap());
+    echo_to_the_end(s, 1024 * 1024, STEP).await;
 
     let (mut s, tag) = greeted(proxy.addr("closer")).await;
     assert_eq!(tag, "bye");
@@ -104,21 +110,8 @@ async fn bulk_data_arrives_intact_with_exact_byte_counts() {
     let proxy = Proxy::start(&config(&[("tcp", "app", "")], &pool("app", &[echo.addr]))).await;
     let (s, greeting) = greeted(proxy.addr("tcp")).await;
     // 8 MiB up and back while both directions are busy at once.
-    let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
-    let (mut rd, mut wr) = s.into_split();
-    let sent = data.clone();
-    let writer = tokio::spawn(async move {
-        wr.write_all(&sent).await.unwrap();
-        wr.shutdown().await.unwrap();
-    });
-    let mut back = Vec::new();
-    tokio::time::timeout(STEP * 4, rd.read_to_end(&mut back))
-        .await
-        .expect("echo and end of stream within the deadline")
-        .unwrap();
-    writer.await.unwrap();
-    assert_eq!(back.len(), data.len());
-    assert!(back == data, "echoed bytes differ");
+    let len = 8 * 1024 * 1024;
+    echo_to_the_end(s, len, STEP * 4).await;
 
     assert!(wait_until(STEP, || async { !log.sessions().is_empty() }).await);
     let record = &log.sessions()[0];
@@ -126,11 +119,11 @@ async fn bulk_data_arrives_intact_with_exact_byte_counts() {
         let start = record.find(&format!("{name}=")).unwrap() + name.len() + 1;
         record[start..].split(' ').next().unwrap().parse().unwrap()
     };
-    assert_eq!(field("bytes_in"), data.len() as u64, "{record}");
+    assert_eq!(field("bytes_in"), u64::from(len), "{record}");
     // The greeting line and the echo.
     assert_eq!(
         field("bytes_out"),
-        (data.len() + greeting.len() + 1) as u64,
+        u64::from(len) + greeting.len() as u64 + 1,
         "{record}"
     );
 }

@@ -66,24 +66,33 @@ fn get(addr: SocketAddr) -> Option<String> {
         .then(|| answer.rsplit("\r\n\r\n").next().unwrap_or("").to_owned())
 }
 
-#[test]
-fn upgrade_under_load_fails_no_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = unused_addr();
-    let logs = || {
-        ["old.log", "new.log"]
-            .iter()
-            .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
-    let mut old = spawn(dir.path(), "old", addr, "old");
+/// The named logs of `dir`, joined, for failure messages.
+fn read_logs(dir: &Path, names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// Starts the first process ("old", answering "old") and waits until it serves.
+fn start_old(dir: &Path, addr: SocketAddr, logs: impl Fn() -> String) -> KillOnDrop {
+    let old = spawn(dir, "old", addr, "old");
     assert!(
         wait_until_blocking(Duration::from_secs(30), || get(addr).as_deref()
             == Some("old")),
         "the first process never answered:\n{}",
         logs()
     );
+    old
+}
+
+#[test]
+fn upgrade_under_load_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = unused_addr();
+    let logs = || read_logs(dir.path(), &["old.log", "new.log"]);
+    let mut old = start_old(dir.path(), addr, logs);
     let (stop, failed, served_new) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicUsize::new(0)),
@@ -146,20 +155,8 @@ fn upgrade_under_load_fails_no_request() {
 fn a_new_process_that_fails_to_start_leaves_the_old_one_serving() {
     let dir = tempfile::tempdir().unwrap();
     let addr = unused_addr();
-    let logs = || {
-        ["old.log", "broken.log"]
-            .iter()
-            .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
-    let mut old = spawn(dir.path(), "old", addr, "old");
-    assert!(
-        wait_until_blocking(Duration::from_secs(30), || get(addr).as_deref()
-            == Some("old")),
-        "the first process never answered:\n{}",
-        logs()
-    );
+    let logs = || read_logs(dir.path(), &["old.log", "broken.log"]);
+    let mut old = start_old(dir.path(), addr, logs);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let more = format!(
         "  - name: extra\n    bind: \"{}\"\n",

@@ -3,32 +3,38 @@
 
 use http::{HeaderValue, Version};
 
+/// The versions whose element is rendered ahead; others (HTTP/0.9) are formatted when met.
+const RENDERED: [Version; 4] = [
+    Version::HTTP_10,
+    Version::HTTP_11,
+    Version::HTTP_2,
+    Version::HTTP_3,
+];
+
 /// The pseudonym from `settings.via` and its element per protocol version.
 #[derive(Debug, Clone)]
 pub struct Via {
     pseudonym: String,
-    /// HTTP/1.0, HTTP/1.1, HTTP/2, HTTP/3; `None` only if the pseudonym were not a token.
+    /// In the order of `RENDERED`; `None` only if the pseudonym were not a token.
     rendered: [Option<HeaderValue>; 4],
 }
 
 impl Via {
     pub fn new(pseudonym: &str) -> Via {
-        let render = |version| {
-            let text = format!("{} {pseudonym}", protocol(version));
+        let mut via = Via {
+            pseudonym: pseudonym.to_owned(),
+            rendered: Default::default(),
+        };
+        for (slot, version) in via.rendered.iter_mut().zip(RENDERED) {
             // A boxed slice becomes a shared buffer on its first clone; every message's
             // copy after that is a reference count.
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(text.into_bytes().into_boxed_slice()))
-                .ok()
-        };
-        Via {
-            pseudonym: pseudonym.to_owned(),
-            rendered: [
-                render(Version::HTTP_10),
-                render(Version::HTTP_11),
-                render(Version::HTTP_2),
-                render(Version::HTTP_3),
-            ],
+            let text = format!("{} {pseudonym}", protocol(version));
+            *slot = HeaderValue::from_maybe_shared(bytes::Bytes::from(
+                text.into_bytes().into_boxed_slice(),
+            ))
+            .ok();
         }
+        via
     }
 
     /// The pseudonym as configured.
@@ -43,19 +49,15 @@ impl Via {
 
     /// "1.1 portico" for `version`, as a header value.
     pub fn element(&self, version: Version) -> HeaderValue {
-        let slot = match version {
-            Version::HTTP_10 => 0,
-            Version::HTTP_2 => 2,
-            Version::HTTP_3 => 3,
-            Version::HTTP_11 => 1,
-            _ => usize::MAX,
-        };
-        match self.rendered.get(slot) {
-            Some(Some(value)) => value.clone(),
-            // HTTP/0.9, which hyper does not accept anyway.
-            _ => HeaderValue::from_str(&self.text(version))
-                .unwrap_or_else(|_| HeaderValue::from_static("1.1 portico")),
-        }
+        let rendered = RENDERED
+            .iter()
+            .position(|v| *v == version)
+            .and_then(|i| self.rendered.get(i).cloned().flatten());
+        // The pseudonym is a validated token, so the text is always a valid value.
+        rendered.unwrap_or_else(|| {
+            HeaderValue::from_str(&self.text(version))
+                .unwrap_or_else(|_| HeaderValue::from_static("1.1 portico"))
+        })
     }
 }
 

@@ -113,11 +113,7 @@ pub(super) fn build_head(
         host: authority.as_ref(),
     };
     set_forwarding(&mut parts.headers, &hop);
-    add_via(
-        &mut parts.headers,
-        parts.version,
-        &snapshot.config.settings.via,
-    );
+    add_via(&mut parts.headers, parts.version, &settings.via);
 
     let host = match route.host_header {
         HostHeader::Keep => authority,

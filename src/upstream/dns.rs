@@ -60,27 +60,37 @@ pub fn resolver_for(server: SocketAddr) -> Result<TokioResolver, DnsError> {
 
 /// Keeps the pool's backend set in step with DNS while the pool lives.
 pub(super) async fn run(pool: Weak<UpstreamPool>) {
+    // A pool's configuration never changes (a reload that changes it builds a new pool and a
+    // new task), so its resolver is set up once.
+    let resolver = {
+        let Some(strong) = pool.upgrade() else {
+            return;
+        };
+        match strong
+            .config
+            .resilience
+            .discovery
+            .resolver
+            .map(resolver_for)
+            .transpose()
+        {
+            Ok(resolver) => resolver,
+            Err(e) => {
+                tracing::warn!(upstream = %strong.name, error = %e, "cannot set up the DNS resolver; discovery is off");
+                return;
+            }
+        }
+    };
     let mut last: Vec<Vec<SocketAddr>> = Vec::new();
-    let mut resolver: Option<(SocketAddr, TokioResolver)> = None;
     loop {
         let Some(strong) = pool.upgrade() else {
             return;
         };
         let resilience = &strong.config.resilience;
-        if let Some(server) = resilience.discovery.resolver {
-            if resolver.as_ref().is_none_or(|(at, _)| *at != server) {
-                match resolver_for(server) {
-                    Ok(r) => resolver = Some((server, r)),
-                    Err(e) => {
-                        tracing::warn!(upstream = %strong.name, error = %e, "cannot set up the DNS resolver")
-                    }
-                }
-            }
-        }
         let mut next = resilience.discovery.interval;
         last.resize(resilience.dns_servers.len(), Vec::new());
         for (server, known) in resilience.dns_servers.iter().zip(last.iter_mut()) {
-            match resolve(server, resolver.as_ref().map(|(_, r)| r)).await {
+            match resolve(server, resolver.as_ref()).await {
                 Ok((addrs, ttl)) => {
                     *known = addrs;
                     if let Some(ttl) = ttl {
